@@ -1,0 +1,34 @@
+# bnlab developer commands. Everything runs inside .venv, which `make venv` creates:
+# torch==2.13.0 (the CPU build) is installed first so no CUDA build is ever pulled.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bnlab-installed
+
+.PHONY: venv demo test lint reproduce bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/bnlab demo
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) bnlab_out .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""bnlab.claims (being built)."""

@@ -1,0 +1,1 @@
+"""bnlab.data (being built)."""

@@ -1,0 +1,1 @@
+"""bnlab.experiments (being built)."""

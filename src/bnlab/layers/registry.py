@@ -1,0 +1,72 @@
+"""Build normalization layers by name.
+
+Every norm is registered under one lower-case name with :func:`register_norm` and built
+with :func:`create_norm`. Names are normalized (case, ``-`` vs ``_``) so ``"Batch-Renorm"``
+finds ``batch_renorm``; an unknown name lists the valid ones.
+
+Example:
+    >>> from bnlab.layers import create_norm
+    >>> norm = create_norm("bn", 64)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from torch import nn
+
+__all__ = ["create_norm", "list_norms", "register_norm"]
+
+_NORMS: dict[str, Callable[..., nn.Module]] = {}
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def register_norm(name: str) -> Callable[[F], F]:
+    """Register a norm class or factory under ``name``.
+
+    The factory is called as ``factory(num_features, **kwargs)`` and must accept the full
+    BatchNorm signature (``eps``, ``momentum``, ``affine``, ``track_running_stats``,
+    ``device``, ``dtype``). The built module must have a boolean ``absorbs_bias``.
+
+    Raises:
+        ValueError: if the name is already registered.
+    """
+    key = _canonical(name)
+
+    def decorator(factory: F) -> F:
+        if key in _NORMS:
+            raise ValueError(f"norm {key!r} is already registered; pick another name")
+        _NORMS[key] = factory
+        return factory
+
+    return decorator
+
+
+def list_norms() -> list[str]:
+    """Return the registered norm names, sorted."""
+    return sorted(_NORMS)
+
+
+def create_norm(name: str, num_features: int, **kwargs: object) -> nn.Module:
+    """Build the norm registered as ``name`` for ``num_features`` channels.
+
+    Args:
+        name: a name from :func:`list_norms` (case and ``-``/``_`` do not matter).
+        num_features: the number of channels C (dim 1 of the input), at least 1.
+        **kwargs: the BatchNorm signature plus the norm's own options.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid names) or C < 1.
+    """
+    key = _canonical(name)
+    if key not in _NORMS:
+        raise ValueError(f"unknown norm {name!r}; valid names: {', '.join(list_norms())}")
+    if not isinstance(num_features, int) or num_features < 1:
+        raise ValueError(f"num_features must be an int >= 1, got {num_features!r}")
+    return _NORMS[key](num_features, **kwargs)

@@ -1,0 +1,1 @@
+"""bnlab.report (being built)."""

@@ -1,0 +1,1 @@
+"""bnlab.results (being built)."""

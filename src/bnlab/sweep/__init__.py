@@ -1,0 +1,1 @@
+"""bnlab.sweep (being built)."""

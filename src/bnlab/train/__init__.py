@@ -1,0 +1,1 @@
+"""bnlab.train (being built)."""
