@@ -50,7 +50,9 @@ def norm_sites(model: nn.Module) -> list[NormSite]:
     declared = getattr(model, "norm_site_names", None)
     if declared is not None:
         return [
-            NormSite(i, norm_name, modules[norm_name], modules.get(layer_name) if layer_name else None)
+            NormSite(
+                i, norm_name, modules[norm_name], modules.get(layer_name) if layer_name else None
+            )
             for i, (norm_name, layer_name) in enumerate(declared, start=1)
         ]
     sites: list[NormSite] = []
