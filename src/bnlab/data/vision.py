@@ -127,12 +127,20 @@ def ensure_npz(name: str, data_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{name}-download-", dir=data_dir) as scratch:
         folder = Path(scratch)
         for file in spec.archives:
-            download(source_url(spec.base_url, file), folder / file)
+            try:
+                download(source_url(spec.base_url, file), folder / file)
+            except DataError as err:
+                raise DataError(f"cannot build {target}: {err}") from err
         try:
             arrays = convert(folder)
         except (OSError, EOFError, tarfile.TarError) as err:
             raise DataError(f"cannot decode the {name} archives ({err}); try again") from err
-        write_npz_atomic(target, arrays)
+        try:
+            write_npz_atomic(target, arrays)
+        except OSError as err:
+            raise DataError(
+                f"could not write {target} ({err}); free some space or pass another data_dir"
+            ) from err
     return target
 
 
