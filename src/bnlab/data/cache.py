@@ -71,20 +71,24 @@ def write_npz_atomic(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
         os.fsync(handle.fileno())
 
 
-def read_npz(path: Path, keys: Sequence[str], fix: str) -> dict[str, np.ndarray]:
+def read_npz(
+    path: Path, keys: Sequence[str], fix: str, *, require: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
     """Read ``keys`` from the ``.npz`` at ``path`` without unpickling anything.
 
     Args:
         path: the file.
-        keys: arrays that must be present.
+        keys: arrays to read (they must be present).
         fix: what the user should do if the file is unreadable (goes into the message).
+        require: further arrays that must be present but are not read (a format check
+            that costs no decompression).
 
     Raises:
         DataError: the file is not a readable ``.npz`` or lacks a key.
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in keys if k not in archive.files]
+            missing = [k for k in (*keys, *require) if k not in archive.files]
             if missing:
                 raise DataError(
                     f"{path} lacks the arrays {missing} (it has {sorted(archive.files)}); {fix}"

@@ -23,6 +23,8 @@ from bnlab.data.errors import DataError
 
 __all__ = ["SPECS", "VisionSpec", "ensure_npz", "load_vision"]
 
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
 
 @dataclass(frozen=True)
 class VisionSpec:
@@ -170,7 +172,7 @@ def load_vision(name: str, split: str, data_dir: Path) -> tuple[torch.Tensor, to
     path = ensure_npz(name, data_dir)
     fix = f"delete {path} to download it again, or replace it with a good copy"
     # Only the requested split is decompressed: CIFAR-10 train alone is 150 MB.
-    arrays = read_npz(path, (f"x_{split}", f"y_{split}"), fix)
+    arrays = read_npz(path, (f"x_{split}", f"y_{split}"), fix, require=_KEYS)
     _check(path, arrays, spec, fix)
     x_u8 = torch.from_numpy(arrays[f"x_{split}"])
     if x_u8.ndim == 3:  # (N, H, W) -> (N, 1, H, W)
