@@ -113,10 +113,16 @@ def _parse_sequence(tp: Any, value: Any, text: bool) -> Any:
     if origin is tuple and args and args[-1] is not Ellipsis:
         if len(items) != len(args):
             raise _BadValue(f"{_type_name(tp)} ({len(args)} items)")
-        return tuple(_parse(a, v, text) for a, v in zip(args, items, strict=True))
-    elem = args[0] if args else Any
-    parsed = [v if elem is Any else _parse(elem, v, text) for v in items]
-    return tuple(parsed) if origin is tuple else parsed
+        types_ = list(args)
+    else:
+        types_ = [args[0] if args else Any] * len(items)
+    parsed = []
+    for elem, v in zip(types_, items, strict=True):
+        try:
+            parsed.append(v if elem is Any else _parse(elem, v, text))
+        except _BadValue as bad:  # name the whole type, and which item is wrong
+            raise _BadValue(f"{_type_name(tp)} ({v!r} is not {bad.expected})") from None
+    return tuple(parsed) if origin is tuple or tp is tuple else parsed
 
 
 def _parse(tp: Any, value: Any, text: bool) -> Any:
