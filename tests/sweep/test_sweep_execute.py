@@ -287,3 +287,12 @@ def test_run_context_buffers_until_flush_and_copies_arrays(tmp_path):
         assert ctx.pending_rows == 0 and ctx.checkpoint_dir.is_dir()
         assert sorted(store.metrics()["name"]) == ["loss", "lr"]
         np.testing.assert_array_equal(store.arrays(rid, "a")[0][1], np.ones(2))
+
+
+def test_sweep_and_results_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, bnlab.sweep, bnlab.results; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
