@@ -70,6 +70,7 @@ def write_runs(
     status: Callable[[str, float, int], str] = lambda norm, lr, seed: "finished",
     skip: Callable[[str, float, int], bool] = lambda norm, lr, seed: False,
     extra_config: dict | None = None,
+    arrays: bool = True,
 ) -> Store:
     """Register, fill and finish one run per (norm, lr, seed); return the open store."""
     pct = pct or pct_ratio(5.0)
@@ -81,20 +82,22 @@ def write_runs(
                     continue
                 config = {"norm": norm, "lr": lr, "seed": seed, "steps": int(EVAL_STEPS[-1]),
                           "scale": scale, "data": data, **(extra_config or {})}
-                _write_one(store, config, acc(norm, lr, seed), pct(norm, lr, seed),
-                           status(norm, lr, seed))
+                tracks = pct(norm, lr, seed) if arrays else None
+                _write_one(store, config, acc(norm, lr, seed), tracks, status(norm, lr, seed))
     return store
 
 
-def _write_one(store: Store, config: dict, acc: np.ndarray, pct: np.ndarray, status: str) -> None:
+def _write_one(store: Store, config: dict, acc: np.ndarray, pct: np.ndarray | None,
+               status: str) -> None:
     run = store.register_run(run_key(config), RECIPE, config, config["seed"])
     store.start_run(run, resumed_from=None,
                     provenance={"git_sha": "0" * 40, "git_dirty": False, "device": "cpu",
                                 "packages": {"numpy": np.__version__}})
     store.log_metrics(run, [(int(s), "test_acc", float(a))
                             for s, a in zip(EVAL_STEPS, acc, strict=True)])
-    store.log_arrays(run, [(int(s), "sigmoid_input_pct", p)
-                           for s, p in zip(PCT_STEPS, pct, strict=True)])
+    if pct is not None:
+        store.log_arrays(run, [(int(s), "sigmoid_input_pct", p)
+                               for s, p in zip(PCT_STEPS, pct, strict=True)])
     if status == "running":
         return
     error = {"diverged": "loss became nan at step 120", "failed": "Traceback ...\nValueError: boom"}

@@ -190,3 +190,15 @@ def test_measurement_std_is_sample_std():
     m = Measurement({0: 1.0, 1: 2.0, 2: 4.0}, 7 / 3)
     assert m.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
     assert math.isnan(Measurement({0: 1.0}, 1.0).std)
+
+
+def test_runs_without_scale_are_grouped_and_inconclusive(store):
+    for seed in range(3):
+        run = store.register_run(f"k{seed}", TOY, {"variant": "a", "seed": seed}, seed)
+        store.start_run(run, resumed_from=None, provenance={})
+        store.finish_run(run, "finished")
+    sets = run_sets(store, TOY)
+    assert [(rs.scale, rs.data, len(rs.runs)) for rs in sets] == [(None, None, 3)]
+    verdict = evaluate(_toy_claim(), store)
+    assert verdict.status == "inconclusive"
+    assert "no known scale" in verdict.reason

@@ -260,12 +260,12 @@ def run_sets(store: Store, recipe: str) -> list[RunSet]:
     runs = store.runs(recipe=recipe)
     if runs.empty:
         return []
-    scale = _column(runs, "scale").map(_none_if_missing)
-    data = _column(runs, "data").map(_none_if_missing)
-    keys = sorted(set(zip(scale, data, strict=True)), key=_set_order)
+    # Plain tuples, not Series comparisons: ``series == None`` is False even for None.
+    pairs = list(zip(_column(runs, "scale").map(_none_if_missing),
+                     _column(runs, "data").map(_none_if_missing), strict=True))
     return [
-        RunSet(recipe, s, d, runs[(scale == s).to_numpy() & (data == d).to_numpy()])
-        for s, d in keys
+        RunSet(recipe, s, d, runs[[pair == (s, d) for pair in pairs]])
+        for s, d in sorted(set(pairs), key=_set_order)
     ]
 
 
