@@ -95,6 +95,7 @@ def test_c01_one_seed_disagrees(tmp_path):
     assert verdict.status == "inconclusive"
     assert verdict.measurement.per_seed[2] == 0.0
     assert verdict.measurement.mean == 1.0
+    assert "fails for seeds [2]" in verdict.reason
 
 
 def test_best_lr_matches_closed_form(tmp_path):

@@ -355,7 +355,7 @@ def _precheck(claim: Claim, run_set: RunSet | None) -> str | None:
 
 
 def _decide(claim: Claim, m: Measurement) -> tuple[Status, str]:
-    seed_ok = {seed: claim.rule.holds(v) for seed, v in sorted(m.per_seed.items())}
+    seed_ok = {int(seed): claim.rule.holds(v) for seed, v in sorted(m.per_seed.items())}
     mean_ok = claim.rule.holds(m.mean)
     passed = [s for s, ok in seed_ok.items() if ok]
     failed = [s for s, ok in seed_ok.items() if not ok]

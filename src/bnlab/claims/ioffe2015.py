@@ -116,7 +116,7 @@ def load_accuracy(store: Store, runs: pd.DataFrame) -> AccuracyCurves:
     steps: np.ndarray | None = None
     acc: dict[tuple[str, float], np.ndarray] = {}
     run_ids: dict[tuple[str, float], tuple[int, ...]] = {}
-    seeds = tuple(sorted(table["seed"].unique()))
+    seeds = tuple(sorted(int(s) for s in table["seed"].unique()))
     for (norm, lr), grp in table.groupby(["norm", "lr"]):
         rows = []
         for run in grp["id"]:
@@ -127,7 +127,7 @@ def load_accuracy(store: Store, runs: pd.DataFrame) -> AccuracyCurves:
             if not np.array_equal(run_steps, steps):
                 raise MissingDataError(f"run {run} was evaluated at other steps than the rest")
             rows.append(by_run[run]["value"].to_numpy(np.float64))
-        if tuple(grp["seed"]) != seeds:
+        if tuple(int(s) for s in grp["seed"]) != seeds:
             raise MissingDataError(f"norm={norm}, lr={lr:g} lacks some of the seeds {seeds}")
         acc[(norm, lr)] = np.stack(rows)  # (S, T)
         run_ids[(norm, lr)] = tuple(int(r) for r in grp["id"])
