@@ -120,21 +120,31 @@ class Loader:
         )
 
 
-def _random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero-pad every spatial dim by ``padding`` and cut a random window of the input size."""
-    n, spatial = x.shape[0], x.shape[2:]
-    out = F.pad(x, (padding,) * (2 * len(spatial)))
+def _crop_flip(x: torch.Tensor, padding: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Zero-pad each spatial dim, cut a random window, maybe reverse the last dim: one gather.
+
+    Draws, in this order: window offsets (N, n_spatial) in ``[0, 2 * padding]``, then, if
+    ``flip``, coins (N,) with ``u < 1/2`` meaning "flip". Flipping the crop equals reading
+    the window's last-dim positions backwards, so both fold into a single index.
+    """
+    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    padded = F.pad(x, (padding,) * (2 * len(spatial))) if padding else x
     offsets = torch.randint(0, 2 * padding + 1, (n, len(spatial)), generator=gen, device=x.device)
-    for k, size in enumerate(spatial):
-        dim = 2 + k
-        # (N, size) window positions along `dim`, broadcast over every other dim
-        pos = offsets[:, k, None] + torch.arange(size, device=x.device)
-        shape = [n] + [1] * (out.ndim - 1)
-        shape[dim] = size
-        index_shape = list(out.shape)
-        index_shape[dim] = size
-        out = out.gather(dim, pos.view(shape).expand(index_shape))
-    return out
+    last = torch.arange(spatial[-1], device=x.device).expand(n, -1)  # (N, W)
+    if flip:
+        coins = torch.rand(n, generator=gen, device=x.device) < 0.5  # (N,)
+        last = torch.where(coins[:, None], spatial[-1] - 1 - last, last)
+    index = torch.zeros(n, 1, dtype=torch.long, device=x.device)  # (N, 1) flat offsets
+    stride = 1
+    for k in reversed(range(len(spatial))):
+        pos = last if k == len(spatial) - 1 else torch.arange(spatial[k], device=x.device)
+        pos = (offsets[:, k, None] + pos) * stride  # (N, size_k)
+        # (N, prod(later sizes)) -> (N, size_k * prod(later sizes)), row-major
+        index = (pos[:, :, None] + index[:, None, :]).flatten(1)
+        stride *= padded.shape[2 + k]
+    flat = padded.flatten(2)  # (N, C, prod(padded spatial))
+    out = flat.gather(2, index[:, None, :].expand(n, c, -1))  # (N, C, prod(spatial))
+    return out.view(x.shape)
 
 
 class RandomCropFlip:
@@ -158,12 +168,9 @@ class RandomCropFlip:
         """Augment a batch ``x`` of shape (N, C, *spatial) with draws from ``gen``."""
         if x.ndim < 3:
             raise DataError(f"RandomCropFlip needs (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
-        if self.padding:
-            x = _random_crop(x, self.padding, gen)
-        if self.flip:
-            mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5  # (N,)
-            x = torch.where(mask.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
-        return x
+        if not self.padding and not self.flip:
+            return x
+        return _crop_flip(x, self.padding, self.flip, gen)
 
     def __repr__(self) -> str:
         return f"RandomCropFlip(padding={self.padding}, flip={self.flip})"
