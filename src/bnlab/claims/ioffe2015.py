@@ -16,9 +16,11 @@ the claim *holds* when the BN net's test accuracy is ≥ the unnormalized one's 
 evaluation after the first, and BN reaches the unnormalized net's final accuracy at an
 earlier evaluation step than the unnormalized net itself first does. A seed's value is the
 fraction of conditions that hold; the mean's value is the same fraction computed on the
-seed-averaged accuracy curves. The rule asks for 1: every LR and the best-LR comparison
-(PAPERS.md §8 claim 1: "for each LR ... Refutes: the curves cross, or there is no gain at
-the best LR").
+seed-averaged accuracy curves. Steps are evaluation steps, so when the unnormalized net
+is already at its final accuracy at the first evaluation (a flat curve), BN cannot be
+"faster" and the condition fails: the data cannot show a speed-up there. The rule asks
+for 1: every LR and the best-LR comparison (PAPERS.md §8 claim 1: "for each LR ...
+Refutes: the curves cross, or there is no gain at the best LR").
 
 **c02** (Fig. 1b,c) compares drift of the sigmoid inputs. The total variation of a
 percentile track x_0..x_T is Σ_t |x_{t+1} − x_t|; it is averaged over the 20 units and the
