@@ -60,7 +60,7 @@ def train(probes: list, log: dict[int, dict[str, object]]) -> nn.Module:
         optimizer.zero_grad()
         loss = F.cross_entropy(model(batch[0]), batch[1])
         loss.backward()
-        row = log.setdefault(step, {"loss": float(loss)})
+        row = log.setdefault(step, {"loss": float(loss.detach())})
         ctx = ProbeContext(model, F.cross_entropy, batch, optimizer, LR, step, row.__setitem__)
         for probe in probes:
             if probe.due(step):
