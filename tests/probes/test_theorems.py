@@ -34,7 +34,7 @@ def reference_lhs(model, batch):
     """Twin: ‖∂L/∂y‖² per channel from a hand-written BN in float64."""
     bn = model[1]
     y = model[0](batch[0]).detach().requires_grad_(True)
-    dims = [0] + list(range(2, y.dim()))
+    dims = [0, *range(2, y.dim())]
     shape = [1, -1] + [1] * (y.dim() - 2)
     mu, var = y.mean(dims, keepdim=True), y.var(dims, unbiased=False, keepdim=True)
     z = bn.weight.view(shape) * (y - mu) / torch.sqrt(var + bn.eps) + bn.bias.view(shape)
@@ -60,7 +60,7 @@ def test_corrected_identity_holds_and_printed_form_fails(kind, n, seed):
     assert np.all(out["lhs"][nonzero] > out["rhs_printed"][nonzero])
     # and the two right sides differ exactly by the last term: b²(1/√m − (1+ε/σ̃²)/m)·γ²/σ̃²
     y = model[0](batch[0]).detach()
-    dims = [0] + list(range(2, y.dim()))
+    dims = [0, *range(2, y.dim())]
     var_eps = (y.var(dims, unbiased=False) + model[1].eps).numpy()
     gamma2 = model[1].weight.detach().pow(2).numpy()
     factor = 1 / np.sqrt(m) - (1 + model[1].eps / var_eps) / m
