@@ -1,9 +1,91 @@
-"""The ``bnlab`` command: parse arguments, build, call. No logic of its own."""
+"""The ``bnlab`` command (also ``python -m bnlab``): parse, build, call; no logic of its own.
+
+Commands: ``list``, ``run RECIPE``, ``reproduce [RECIPE ...]``, ``report``, ``status``,
+``export`` and ``demo``. ``run`` and ``reproduce`` share the flags of DESIGN.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _add_shared_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default="quick", choices=("smoke", "quick", "paper"),
+                   help="smoke (seconds), quick (minutes on a CPU), paper (GPU hours)")
+    p.add_argument("--data", default="mnist1d", choices=("mnist1d", "paper"),
+                   help="mnist1d (generated, no download) or the paper's dataset")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with mnist.npz, cifar10.npz (default: $BNLAB_DATA, else cache)")
+    p.add_argument("--out", type=Path, default=Path("bnlab_out"), help="output directory")
+    p.add_argument("--seeds", default=None,
+                   help="a count N (seeds 0..N-1) or a comma list such as 0,3,7")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
+                   help="YAML file of config overrides")
+    p.add_argument("--executor", default="serial", choices=("serial", "process"),
+                   help="run serially or in a local process pool")
+    p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_options(args: argparse.Namespace) -> dict:
+    return {
+        "scale": args.scale, "data": args.data, "data_dir": args.data_dir, "out": args.out,
+        "seeds": args.seeds, "sets": args.sets, "config_file": args.config,
+        "executor": args.executor, "workers": args.workers,
+        "retry_failed": args.retry_failed, "progress": not args.no_progress,
+    }
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bnlab.experiments import describe_recipes
+
+    print(describe_recipes())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bnlab.experiments import run_recipes
+
+    run_recipes([args.recipe], **_run_options(args))
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from bnlab.experiments import run_recipes
+    from bnlab.report import write_report
+
+    run_recipes(args.recipes or None, **_run_options(args))
+    print(f"report: {write_report(args.out)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bnlab.report import write_report
+
+    print(f"report: {write_report(args.out)}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bnlab.results import status_text
+
+    print(status_text(args.out))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from bnlab.results import export
+
+    export(args.out, format=args.format, dest=args.dest)
+    print(f"wrote {args.dest}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -19,6 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bnlab`` command."""
     parser = argparse.ArgumentParser(prog="bnlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered recipes").set_defaults(func=_cmd_list)
+
+    run = sub.add_parser("run", help="run one recipe's grid into the results store")
+    run.add_argument("recipe")
+    _add_shared_flags(run)
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("reproduce", help="run recipes (all by default), then write the report")
+    rep.add_argument("recipes", nargs="*")
+    _add_shared_flags(rep)
+    rep.set_defaults(func=_cmd_reproduce)
+
+    report = sub.add_parser("report", help="write <out>/report.html from the stored results")
+    report.add_argument("--out", type=Path, default=Path("bnlab_out"))
+    report.set_defaults(func=_cmd_report)
+
+    status = sub.add_parser("status", help="runs by status, failures with their first error line")
+    status.add_argument("--out", type=Path, default=Path("bnlab_out"))
+    status.set_defaults(func=_cmd_status)
+
+    export = sub.add_parser("export", help="write the stored results as CSV or Parquet")
+    export.add_argument("--out", type=Path, default=Path("bnlab_out"))
+    export.add_argument("--format", choices=("csv", "parquet"), required=True)
+    export.add_argument("--dest", type=Path, required=True)
+    export.set_defaults(func=_cmd_export)
+
     demo = sub.add_parser("demo", help="a one-minute BN vs no-norm comparison on generated data")
     demo.add_argument("--steps", type=int, default=400)
     demo.set_defaults(func=_cmd_demo)
@@ -26,9 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``bnlab`` and ``python -m bnlab``."""
+    """Entry point of ``bnlab`` and ``python -m bnlab``.
+
+    A user error (unknown recipe, bad ``--set`` key or value, missing data) prints one line
+    naming the problem and the fix and returns exit status 2, never a traceback.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValueError as err:  # ConfigError, DataError and unknown names are ValueErrors
+        print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are stored; run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

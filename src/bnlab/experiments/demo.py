@@ -36,7 +36,8 @@ def _blobs(n: int, dim: int, classes: int, seed: int) -> tuple[torch.Tensor, tor
 def _mlp(norm: str, dim: int, width: int, depth: int, classes: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(dim if i == 0 else width, width), create_norm(norm, width), nn.Sigmoid()]
+        fan_in = dim if i == 0 else width
+        layers += [nn.Linear(fan_in, width), create_norm(norm, width), nn.Sigmoid()]
     return nn.Sequential(*layers, nn.Linear(width, classes))
 
 

@@ -11,6 +11,7 @@ Example:
 
 from bnlab.results.export import FORMATS, export
 from bnlab.results.provenance import git_info, package_versions, provenance
+from bnlab.results.status import status_text
 from bnlab.results.store import (
     DB_NAME,
     SCHEMA_VERSION,
@@ -32,4 +33,5 @@ __all__ = [
     "git_info",
     "package_versions",
     "provenance",
+    "status_text",
 ]
