@@ -192,3 +192,11 @@ def test_balanced_subset_picks_per_class_pairs_deterministically():
     assert not torch.equal(xs, balanced_subset(x, y, 5, seed=5)[0])
     with pytest.raises(DataError, match="class 1 has 6"):
         balanced_subset(x, y, 7)
+
+
+def test_augmentation_draws_differ_between_batches_and_epochs():
+    x = torch.rand(1, 1, 6, 6).expand(32, -1, -1, -1).clone()  # 32 copies of one image
+    loader = Loader(x, torch.zeros(32), 8, shuffle=False, augment=RandomCropFlip(padding=2))
+    first = [xb for xb, _ in loader.epoch(0)]
+    assert not torch.equal(first[0], first[1])  # fresh draws for every batch
+    assert not torch.equal(first[0], next(iter(loader.epoch(1)))[0])  # and every epoch
