@@ -7,8 +7,10 @@ norm sites, so that a network with BN and its ``norm="none"`` twin are compared 
 places, but **never at a norm's own output**, which is 0/1 by construction:
 
 * ``"pre_norm"``: the tensor entering the norm module (the feeding layer's output);
-* ``"block_output"``: the tensor the next conv/linear layer consumes after the norm, i.e.
-  the output of the block after its nonlinearity, residual addition and pooling.
+* ``"block_output"``: the tensor the next conv/linear, pooling or flatten module consumes
+  after the norm, i.e. the block's output after its nonlinearity and residual addition,
+  before any pooling (modules fed from the block's input, such as a projection shortcut,
+  are skipped).
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from bnlab.probes._state import no_trace
 __all__ = ["WHERE", "depth_profile", "interpolated_step_stats"]
 
 WHERE = ("block_output", "pre_norm")
-_WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
+# The modules whose input is a block output: the next weighted layer, or the pooling or
+# flattening in front of it (so a site's channels are measured before they are mixed).
+_CONSUMERS = (
+    nn.Linear, nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd, nn.Flatten,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -83,10 +91,10 @@ def _capture(
 def _block_output_hooks(
     model: nn.Module, sites: list[tuple[str, nn.Module]], stats: Stats
 ) -> list[torch.utils.hooks.RemovableHandle]:
-    """Hooks measuring, for each site, the input of the next conv/linear layer fed from it.
+    """Hooks measuring, for each site, the input of the next consumer fed from it.
 
     Every module output is stamped with the order in which it was produced. Each norm marks
-    its site as pending; the next weighted layer whose input was produced *after* the norm
+    its site as pending; the next consumer whose input was produced *after* the norm
     ran (so not a shortcut branch fed by the block's input) measures that input for the
     pending site. If the input *is* the untouched norm output (the norm feeds a layer
     directly), the measurement would be 0/1 by construction, so it is refused.
@@ -123,9 +131,9 @@ def _block_output_hooks(
             pending.remove(item)
 
     handles = [m.register_forward_hook(stamp) for m in model.modules() if m is not model]
-    layers = [m for m in model.modules() if isinstance(m, _WEIGHTED)]
+    layers = [m for m in model.modules() if isinstance(m, _CONSUMERS)]
     handles += [m.register_forward_pre_hook(before_layer) for m in layers]
-    # Sites after the last weighted layer: the model's output is their block output.
+    # Sites after the last consumer: the model's output is their block output.
     handles.append(model.register_forward_hook(lambda mod, a, out: before_layer(mod, (out,))))
     return handles
 
