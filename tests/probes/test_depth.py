@@ -77,7 +77,8 @@ def test_never_at_a_norms_output():
     norm_out = [captured(model, x, model[1], "out"), captured(model, x, model[5], "out")]
     for where in ("pre_norm", "block_output"):
         prof = depth_profile(model, (x, None), where=where)
-        for got_m, got_s, ref in zip(prof["channel_mean"], prof["channel_std"], norm_out, strict=True):
+        got = zip(prof["channel_mean"], prof["channel_std"], norm_out, strict=True)
+        for got_m, got_s, ref in got:
             ref_m, ref_s = channel_stats(ref)
             assert np.all(np.abs(ref_m) < 1e-8)  # the norm's output really is centred
             assert np.allclose(ref_s, 1.0, atol=1e-3)  # and scaled
