@@ -99,7 +99,10 @@ def load_mnist1d(
     args = mnist1d_args(**options)
     path = cache_path(data_dir, args)
     if not path.exists():
-        write_npz_atomic(path, _generate(args))
+        try:
+            write_npz_atomic(path, _generate(args))
+        except OSError as err:
+            raise DataError(f"could not write {path} ({err}); pass a writable data_dir") from err
     arrays = read_npz(path, _KEYS, f"delete {path}; it is regenerated on the next load")
     x = torch.from_numpy(arrays[f"x_{split}"]).unsqueeze(1)  # (N, L) -> (N, 1, L)
     if unit_range:
