@@ -167,3 +167,15 @@ def test_bad_update_is_a_clear_error(update, match):
     batch = (torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match=match):
         interpolated_step_stats(model, F.cross_entropy, batch, update)
+
+
+def test_dead_channels_are_left_out_of_the_log_averages():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([1.0, 1.0, 0.0]))  # channel 2: ReLU(β) = 0
+        model[1].bias.copy_(torch.tensor([0.0, 0.5, -1.0]))
+    prof = depth_profile(model, (torch.randn(32, 2), None))
+    stds = prof["channel_std"][0]
+    assert stds[2] == 0.0
+    assert prof["log10_std"][0] == pytest.approx(np.log10(stds[:2]).mean(), rel=1e-6)
+    assert prof["log10_std_sd"][0] == pytest.approx(np.log10(stds[:2]).std(), rel=1e-6)

@@ -171,7 +171,8 @@ def depth_profile(
     For each site (depth d = its norm-site index) the per-channel mean ``μ_c`` and std
     ``s_c`` over batch×space are measured at ``where`` (see the module docstring). Per site,
     ``log10_std = mean_c log10 s_c`` and ``log10_abs_mean = mean_c log10 |μ_c|`` with
-    their std over channels (Bjorck Fig. 5's error bars); ``slope`` and ``r2`` fit
+    their std over channels (Bjorck Fig. 5's error bars), over the channels where the
+    value is nonzero (dead ReLU channels are left out); ``slope`` and ``r2`` fit
     ``log10_std`` against d by least squares (exponential growth = a positive slope).
 
     Cost: 1 forward pass, no backward.
@@ -203,18 +204,30 @@ def depth_profile(
         raise ValueError(f"sites {missing} were not measured (did they run in the forward?)")
     means = [stats[k][0].double().cpu().numpy() for k in keys]
     stds = [np.sqrt(stats[k][1].double().cpu().numpy()) for k in keys]
-    log_std = [np.log10(s) for s in stds]
-    log_mean = [np.log10(np.abs(m)) for m in means]
+    log_std = np.array([_log10_moments(s) for s in stds])  # (S, 2): mean, sd over channels
+    log_mean = np.array([_log10_moments(np.abs(m)) for m in means])
     depth = np.array([_site_depth(model, k) for k in keys], dtype=float)
-    slope, r2 = _fit_line(depth, np.array([v.mean() for v in log_std]))
+    ok = np.isfinite(log_std[:, 0])
+    slope, r2 = _fit_line(depth[ok], log_std[ok, 0])
     return {
         "sites": keys, "depth": depth, "channel_mean": means, "channel_std": stds,
-        "log10_std": np.array([v.mean() for v in log_std]),
-        "log10_std_sd": np.array([v.std() for v in log_std]),
-        "log10_abs_mean": np.array([v.mean() for v in log_mean]),
-        "log10_abs_mean_sd": np.array([v.std() for v in log_mean]),
+        "log10_std": log_std[:, 0], "log10_std_sd": log_std[:, 1],
+        "log10_abs_mean": log_mean[:, 0], "log10_abs_mean_sd": log_mean[:, 1],
         "slope": slope, "r2": r2,
     }
+
+
+def _log10_moments(values: np.ndarray) -> tuple[float, float]:
+    """Mean and std over channels of log10(values), leaving out zeros (dead channels).
+
+    A ReLU channel that is 0 on the whole batch has std 0 and log10 = -inf; it carries no
+    magnitude information, so it is dropped rather than allowed to turn the average into
+    -inf (NaN when no channel is left).
+    """
+    logs = np.log10(values[values > 0])
+    if logs.size == 0:
+        return float("nan"), float("nan")
+    return float(logs.mean()), float(logs.std())
 
 
 def _check_update(model: nn.Module, update: Mapping[str, torch.Tensor]) -> dict[str, nn.Parameter]:
