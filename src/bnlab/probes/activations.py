@@ -9,7 +9,8 @@ convolution (channel j of an (N, C, *S) tensor pools N·∏S values).
 :func:`activation_stats` measures once; :class:`ActivationStatsProbe` measures on a schedule
 inside :func:`bnlab.train.train` and adds the drift between its successive calls.
 
-Cost: one extra forward pass (no backward) per call; leaves no trace on the model.
+Cost: at most one extra forward pass (no backward) per call, stopped after the last
+requested layer; leaves no trace on the model.
 
 Example:
     >>> stats = activation_stats(model, (x, y), [1, "features.3"], where="post")
@@ -72,15 +73,23 @@ def _inputs_of(batch: Any) -> torch.Tensor:
     raise ValueError(f"batch must be (inputs, targets) or an input tensor, got {type(batch)}")
 
 
+class _Captured(Exception):
+    """Raised from a hook to end the forward pass once every layer is captured."""
+
+
 def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module],
              where: str, mode: str) -> dict[str, torch.Tensor]:
-    """One forward pass; return each module's first input (pre) or output (post)."""
+    """One forward pass, cut short after the last requested layer; return each module's
+    first input (pre) or output (post). State is restored by ``no_trace`` either way."""
     seen: dict[str, torch.Tensor] = {}
 
     def hook_for(key: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             if key not in seen:  # a module called twice: its first call counts
                 seen[key] = (args[0] if where == "pre" else out).detach().clone()
+            if len(seen) == len(modules):
+                # Everything asked for is captured: skip the rest of the network.
+                raise _Captured
 
         return hook
 
@@ -88,7 +97,10 @@ def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Modul
     try:
         with torch.no_grad(), no_trace(model) as replay, _bn_mode(model, mode):
             replay()
-            model(inputs)
+            try:
+                model(inputs)
+            except _Captured:
+                pass
     finally:
         for h in handles:
             h.remove()
