@@ -79,8 +79,10 @@ class _Captured(Exception):
 
 def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module],
              where: str, mode: str) -> dict[str, torch.Tensor]:
-    """One forward pass, cut short after the last requested layer; return each module's
-    first input (pre) or output (post). State is restored by ``no_trace`` either way."""
+    """Capture each module's first input (pre) or output (post) in one forward pass.
+
+    The pass is cut short after the last requested layer; ``no_trace`` restores the state.
+    """
     seen: dict[str, torch.Tensor] = {}
 
     def hook_for(key: str) -> Any:
