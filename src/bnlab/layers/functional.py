@@ -334,20 +334,69 @@ def ghost_batch_norm(
             f"per channel (batch {x.shape[0]} % virtual_batch_size {virtual_batch_size} "
             "== 1); change the batch size or virtual_batch_size"
         )
-    track = running_mean is not None and momentum > 0.0
-    stats = x.new_zeros(2, len(chunks), x.shape[1]) if track else None
-    outs = []
-    for i, chunk in enumerate(chunks):
-        # momentum 1 makes F.batch_norm write this chunk's mean and unbiased variance
-        # into the scratch rows, for free, during its own pass.
-        rm, rv = (stats[0, i], stats[1, i]) if stats is not None else (None, None)
-        outs.append(F.batch_norm(chunk, rm, rv, weight, bias, True, 1.0, eps))
-    if stats is not None:
-        sizes = torch.tensor([c.shape[0] for c in chunks], dtype=x.dtype, device=x.device)
-        w = (sizes / x.shape[0]).unsqueeze(1)  # (chunks, 1)
-        _update_running(running_mean, (w * stats[0]).sum(0), momentum)
-        _update_running(running_var, (w * stats[1]).sum(0), momentum)
-    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+    running = (running_mean, running_var) if running_mean is not None and momentum > 0 else None
+    return _GhostBatchNormFn.apply(x, weight, bias, virtual_batch_size, eps, running, momentum)
+
+
+def _update_from_chunks(running: tuple[Tensor, Tensor], scratch: Tensor, sizes: list[int],
+                        momentum: float) -> None:  # fmt: skip
+    """Move the running buffers towards the size-weighted chunk means / unbiased variances."""
+    w = torch.tensor(sizes, dtype=scratch.dtype, device=scratch.device) / sum(sizes)
+    batch = (w.view(1, -1, 1) * scratch).sum(1)  # (2, chunks, C) -> (2, C)
+    _update_running(running[0], batch[0], momentum)
+    _update_running(running[1], batch[1], momentum)
+
+
+class _GhostBatchNormFn(torch.autograd.Function):
+    """Native BN kernels per chunk, writing into one output (no concatenation pass)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        size: int,
+        eps: float,
+        running: tuple[Tensor, Tensor] | None,
+        momentum: float,
+    ) -> Tensor:
+        n_chunks, c = -(-x.shape[0] // size), x.shape[1]
+        out = torch.empty_like(x)
+        save = x.new_empty(2, n_chunks, c)  # per chunk: mean and 1/sqrt(var + eps)
+        # with momentum 1 the kernel writes each chunk's mean and unbiased variance into
+        # these scratch rows during its own pass, for the running statistics
+        scratch = x.new_zeros(2, n_chunks, c) if running is not None else None
+        for i, (xs, ys) in enumerate(zip(x.split(size), out.split(size), strict=True)):
+            rm, rv = (scratch[0, i], scratch[1, i]) if scratch is not None else (None, None)
+            torch.ops.aten.native_batch_norm.out(
+                xs, weight, bias, rm, rv, True, 1.0, eps,
+                out=ys, save_mean=save[0, i], save_invstd=save[1, i],
+            )  # fmt: skip
+        if running is not None:
+            _update_from_chunks(running, scratch, [len(xs) for xs in x.split(size)], momentum)
+        ctx.save_for_backward(x, weight, save)
+        ctx.size, ctx.eps = size, eps
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, save = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        c = x.shape[1]
+        grad_x = torch.empty_like(x) if mask[0] else None
+        sums = x.new_zeros(2, len(save[0]), c)  # per chunk: Σ g·x̂, Σ g
+        gx_chunks = grad_x.split(ctx.size) if grad_x is not None else [None] * len(save[0])
+        for i, (xs, gs) in enumerate(zip(x.split(ctx.size), grad_out.split(ctx.size), strict=True)):
+            torch.ops.aten.native_batch_norm_backward.out(
+                gs, xs, weight, None, None, save[0, i], save[1, i], True, ctx.eps,
+                [mask[0], True, True],
+                out0=gx_chunks[i] if mask[0] else torch.empty(0, dtype=x.dtype),
+                out1=sums[0, i], out2=sums[1, i],
+            )  # fmt: skip
+        grad_w = sums[0].sum(0) if mask[1] else None
+        grad_b = sums[1].sum(0) if mask[2] else None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 # -- batch renormalization (Ioffe 2017) ----------------------------------------------------
@@ -396,14 +445,52 @@ def batch_renorm(
     """
     if not training or running_mean is None:
         return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
-    with torch.no_grad():
-        var_b, mean_b = torch.var_mean(x, reduce_dims(x), correction=0)
-        sigma = torch.sqrt(running_var + eps)
-        r = (torch.sqrt(var_b + eps) / sigma).clamp(1.0 / r_max, r_max)
-        d = ((mean_b - running_mean) / sigma).clamp(-d_max, d_max)
-    gamma = weight if weight is not None else torch.ones_like(r)
-    shift = gamma * d if bias is None else torch.addcmul(bias, gamma, d)
-    return F.batch_norm(x, running_mean, running_var, gamma * r, shift, True, momentum, eps)
+    return _BatchRenormFn.apply(
+        x, weight, bias, running_mean, running_var, momentum, eps, r_max, d_max
+    )
+
+
+class _BatchRenormFn(torch.autograd.Function):
+    """One native BN pass for x̂ and the statistics, then γ r x̂ + (γ d + β)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        running_mean: Tensor,
+        running_var: Tensor,
+        momentum: float,
+        eps: float,
+        r_max: float,
+        d_max: float,
+    ) -> Tensor:
+        old_mean, old_var = running_mean.clone(), running_var.clone()
+        # the kernel also moves the running buffers (momentum rule, unbiased variance)
+        x_hat, mean, invstd = torch.native_batch_norm(
+            x, None, None, running_mean, running_var, True, momentum, eps
+        )
+        sigma = torch.sqrt(old_var + eps)  # (C,)
+        r = (1.0 / (invstd * sigma)).clamp(1.0 / r_max, r_max)
+        d = ((mean - old_mean) / sigma).clamp(-d_max, d_max)
+        gamma = weight if weight is not None else torch.ones_like(r)
+        shift = gamma * d if bias is None else torch.addcmul(bias, gamma, d)
+        ctx.save_for_backward(x, gamma * r, mean, invstd, r, d)
+        ctx.eps = eps
+        return x_hat.mul_(_per_channel(gamma * r, x)).add_(_per_channel(shift, x))
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, scale, mean, invstd, r, d = ctx.saved_tensors
+        # r and d are constants (stop-gradient), so this is BN's backward with weight γr
+        grad_x, sum_gxhat, sum_g = torch.ops.aten.native_batch_norm_backward(
+            grad_out, x, scale, None, None, mean, invstd, True, ctx.eps,
+            [ctx.needs_input_grad[0], True, True],
+        )  # fmt: skip
+        grad_w = r * sum_gxhat + d * sum_g if ctx.needs_input_grad[1] else None
+        grad_b = sum_g if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 # -- Santurkar et al. 2018 noise -----------------------------------------------------------
