@@ -115,3 +115,21 @@ def test_noise_position_relative_to_affine(after):
     w, b = layer.weight.detach().view(1, 3, 1), layer.bias.detach().view(1, 3, 1)
     expected = s * (w * x_hat + b) + m if after else w * (s * x_hat + m) + b
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["noisy_bn", "noise"])
+def test_deepcopy_and_pickle_keep_the_stream(name):
+    import copy
+    import pickle
+
+    layer = create_norm(name, 3)
+    x = torch.randn(5, 3)
+    twin, unpickled = copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))
+    expected = layer(x)
+    torch.testing.assert_close(twin(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(unpickled(x), expected, rtol=0, atol=0)
+
+
+def test_set_noise_state_rejects_garbage():
+    with pytest.raises(ValueError, match="noise_state"):
+        create_norm("noise", 3).set_noise_state({"seed": 1})

@@ -239,3 +239,22 @@ def test_reset_running_stats_and_parameters(name):
 def test_channel_view_helper_broadcasts():
     x = torch.zeros(2, 3, 4)
     assert channel_view(torch.arange(3.0), x).shape == (1, 3, 1)
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_channels_last_input_matches_contiguous(name):
+    torch.manual_seed(9)
+    norm = create_norm(name, 3, momentum=0.0)  # same running stats for both passes
+    x = torch.randn(4, 3, 2, 5)
+    g = torch.randn(4, 3, 2, 5)
+    state = norm.noise_state() if name in NOISY else None
+    results = []
+    for inp in (x, x.to(memory_format=torch.channels_last)):
+        if state is not None:
+            norm.set_noise_state(state)  # same draws for both layouts
+        leaf = inp.clone().requires_grad_()
+        y = norm(leaf)
+        y.backward(g)
+        results.append((y.detach().contiguous(), leaf.grad.contiguous()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)

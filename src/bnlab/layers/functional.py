@@ -526,8 +526,9 @@ def santurkar_noise(
     kw: dict[str, Any] = {"dtype": a.dtype, "device": a.device}
     mu = torch.empty(c, **kw).uniform_(-n_mu, n_mu, generator=generator)  # (C,)
     sigma = torch.empty(c, **kw).uniform_(1.0, n_sigma, generator=generator)  # (C,)
-    m = torch.empty_like(a).uniform_(-r_mu, r_mu, generator=generator)
+    # contiguous draws, so the noise of an element does not depend on a's memory format
+    m = torch.empty(a.shape, **kw).uniform_(-r_mu, r_mu, generator=generator)
     m.add_(_per_channel(mu, a))
-    s = torch.empty_like(a).normal_(0.0, r_sigma, generator=generator)
+    s = torch.empty(a.shape, **kw).normal_(0.0, r_sigma, generator=generator)
     s.add_(_per_channel(sigma, a))
     return s, m
