@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bnlab.models._blocks import (
+    ACTIVATIONS,
     INITS,
     NormedLayer,
     check_choice,
@@ -136,7 +137,7 @@ def mlp(
     check_choice("init", init, INITS)
     check_positive("init_std", init_std, integer=False)
     check_probability("dropout", dropout)
-    make_activation(activation)  # fail early with the list of choices
+    check_choice("activation", activation, tuple(ACTIVATIONS))
     dims = (math.prod(in_shape), *hidden)
     units = [
         normed(linear_layer(d_in, d_out), d_out, norm, norm_kwargs, make_activation(activation))
