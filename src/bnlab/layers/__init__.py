@@ -1,6 +1,17 @@
 """Normalization layers with the ``torch.nn.BatchNorm`` contract, built by name.
 
-See :func:`create_norm` and :func:`list_norms`.
+Names (see :func:`list_norms`): ``bn`` (fast, on ``F.batch_norm``), ``bn_reference``
+(Ioffe & Szegedy's Algorithms 1-2 and §3 backward), ``noisy_bn`` and ``noise`` (Santurkar
+et al. 2018 §2.1), ``l1`` / ``l2`` / ``linf`` (Santurkar et al. §3.3; ``centered=True`` for
+implementation I2), ``ghost_bn``, ``batch_renorm``, ``ln``, ``gn`` and ``none``. The maths
+lives in :mod:`bnlab.layers.functional`; the modules share :class:`NormBase`.
+
+Example:
+    >>> import torch
+    >>> from bnlab.layers import create_norm
+    >>> norm = create_norm("l1", 16, centered=True)
+    >>> norm(torch.randn(8, 16, 4, 4)).shape
+    torch.Size([8, 16, 4, 4])
 """
 
 # Importing the norm modules registers their names (see registry.register_norm).

@@ -138,9 +138,9 @@ def _lp_stats(x: Tensor, p: float, centered: bool) -> tuple[Tensor, Tensor]:
     dims = reduce_dims(x)
     m = x.numel() // x.shape[1]
     with torch.no_grad():
-        if centered and p == 2:
+        if p == 2:  # one fused pass: centred s² is the variance, uncentred s² = var + μ²
             var, mean = torch.var_mean(x, dims, correction=0)
-            return mean, var.sqrt()
+            return mean, (var if centered else torch.addcmul(var, mean, mean)).sqrt()
         mean = x.mean(dims)
         z = x - _per_channel(mean, x) if centered else x
         return mean, _lp_scale(z, p, dims, m)
