@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bnlab-installed
 
-.PHONY: venv demo test lint reproduce bench clean
+.PHONY: venv reproduce demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Every registered recipe at quick scale on the embedded default (MNIST-1D, generated
+# locally): no network, no GPU. Writes bnlab_out/bnlab.db and bnlab_out/report.html.
+reproduce: venv
+	$(BIN)/bnlab reproduce --scale quick --data mnist1d --executor process --workers 2
 
 demo: venv
 	$(BIN)/bnlab demo
