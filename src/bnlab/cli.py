@@ -145,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # ConfigError, DataError and unknown names are ValueErrors
         print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as err:
+        from bnlab.sweep.lock import SweepLockedError
+
+        if not isinstance(err, SweepLockedError):
+            raise
+        print(f"bnlab {args.command}: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume",
               file=sys.stderr)

@@ -143,7 +143,7 @@ def run(spec: RunSpec, ctx: Any) -> Any:
         evaluate=evaluate, eval_every=c["eval_every"], log_every=c["log_every"],
         probes=[SigmoidInputPercentiles(last_site, units, fixed, c["pct_every"])],
         sink=ctx, checkpoint_dir=ctx.checkpoint_dir, checkpoint_every=c["checkpoint_every"],
-        progress=getattr(ctx, "progress", False), desc=f"{c['norm']} lr={c['lr']} seed={spec.seed}",
+        progress=ctx.progress, desc=f"{c['norm']} lr={c['lr']} seed={spec.seed}",
     )
 
 

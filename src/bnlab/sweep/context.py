@@ -34,6 +34,8 @@ class RunContext:
         checkpoint_dir: ``<out>/checkpoints/<key[:16]>``, created; the training loop keeps
             its checkpoints and ``latest.json`` here.
         resumed_from: the checkpoint step this attempt resumes from, or ``None``.
+        progress: whether the run may draw its own progress bar (serial sweeps on a
+            terminal only).
 
     Example:
         >>> ctx.log_metrics(100, {"train_loss": 0.31, "lr": 0.1})   # doctest: +SKIP
@@ -49,6 +51,7 @@ class RunContext:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.resumed_from = resumed_from
+        self.progress = False
         self._store = store
         self._metrics: list[tuple[int, str, float]] = []
         self._arrays: list[tuple[int, str, np.ndarray]] = []

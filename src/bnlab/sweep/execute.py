@@ -136,7 +136,8 @@ def _finish(store: Store, run_id: int, key: str, outcome: Any) -> RunRecord:
 
 
 def _run_one(
-    store: Store, out_dir: Path, spec: RunSpec, run_id: int, run_fn: RunFn, prov: dict
+    store: Store, out_dir: Path, spec: RunSpec, run_id: int, run_fn: RunFn, prov: dict,
+    progress: bool = False,
 ) -> RunRecord:
     """Start (or resume) one run, call ``run_fn`` and store how it ended."""
     key = spec.key
@@ -148,6 +149,7 @@ def _run_one(
         return RunRecord(key, "failed", 0, str(exc))
     store.start_run(run_id, resumed_from=resumed_from, provenance=prov)
     ctx = RunContext(store, run_id, key, ckpt, resumed_from)
+    ctx.progress = progress
     try:
         outcome = run_fn(spec, ctx)
         ctx.flush()
@@ -203,7 +205,8 @@ def _serial(store: Store, out_dir: Path, todo: list, run_fn: RunFn, prov: dict,
     records = []
     for spec, run_id in todo:
         bar.set_postfix_str(f"{spec.recipe} {spec.key[:8]} seed={spec.seed}")
-        records.append(_run_one(store, out_dir, spec, run_id, run_fn, prov))
+        # A per-run bar under the sweep bar; worker processes never draw one.
+        records.append(_run_one(store, out_dir, spec, run_id, run_fn, prov, not bar.disable))
         bar.update(1)
     return records
 
