@@ -127,34 +127,41 @@ def batch_norm_reference(
 
 
 def _lp_scale(z: Tensor, p: float, dims: list[int], m: int) -> Tensor:
-    """The per-channel ℓp average ((1/m) Σ |z|^p)^(1/p), or max |z| for p = ∞. (C,)."""
-    if math.isinf(p):
-        return torch.linalg.vector_norm(z, math.inf, dims)
+    """The per-channel ℓp average ((1/m) Σ |z|^p)^(1/p), for finite p. (C,)."""
     return torch.linalg.vector_norm(z, p, dims) / m ** (1.0 / p)
 
 
-def _lp_stats(x: Tensor, p: float, centered: bool) -> tuple[Tensor, Tensor]:
-    """Batch mean and ℓp scale per channel, both (C,), without autograd."""
+def _abs_max(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Per channel of z (N, C, *): max |z| (C,) and where it is, (2, C) = (n, flat position).
+
+    Max and min with indices are two read-only passes; the position is kept for the ℓ∞
+    subgradient so the backward needs no search (ties: one of them, a valid subgradient).
+    """
+    n, c = z.shape[0], z.shape[1]
+    flat = z.reshape(n, c, -1)  # (N, C, R)
+    hi, hi_at = flat.max(dim=2)  # (N, C)
+    lo, lo_at = flat.min(dim=2)
+    use_hi = hi >= -lo
+    best = torch.where(use_hi, hi, -lo)  # (N, C): max |z| per sample and channel
+    n_at = best.argmax(dim=0)  # (C,)
+    ch = torch.arange(c, device=z.device)
+    r_at = torch.where(use_hi, hi_at, lo_at)[n_at, ch]
+    return best[n_at, ch], torch.stack([n_at, r_at])
+
+
+def _lp_stats(x: Tensor, p: float, centered: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Batch mean and ℓp scale per channel, both (C,), and for p = ∞ the argmax of |z|."""
     dims = reduce_dims(x)
     m = x.numel() // x.shape[1]
     with torch.no_grad():
-        if p == 2:  # one fused pass: centred s² is the variance, uncentred s² = var + μ²
+        if p == 2 and centered:  # s² is the biased variance: one stable pass, no x − μ
             var, mean = torch.var_mean(x, dims, correction=0)
-            return mean, (var if centered else torch.addcmul(var, mean, mean)).sqrt()
+            return mean, var.sqrt(), None
         mean = x.mean(dims)
         z = x - _per_channel(mean, x) if centered else x
-        return mean, _lp_scale(z, p, dims, m)
-
-
-def _argmax_abs(z: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
-    """One argmax of |z| per channel of z (N, C, *): its index into z.reshape(N, C, -1), sign."""
-    n, c = z.shape[0], z.shape[1]
-    flat = z.reshape(n, c, -1)  # (N, C, R)
-    best_r, r_idx = flat.abs().max(dim=2)  # (N, C)
-    n_idx = best_r.argmax(dim=0)  # (C,)
-    ch = torch.arange(c, device=z.device)
-    index = (n_idx, ch, r_idx[n_idx, ch])
-    return index, flat[index].sign()  # sign: (C,)
+        if math.isinf(p):
+            return mean, *_abs_max(z)
+        return mean, _lp_scale(z, p, dims, m), None
 
 
 class _LpNormFn(torch.autograd.Function):
@@ -168,19 +175,20 @@ class _LpNormFn(torch.autograd.Function):
         bias: Tensor | None,
         mean: Tensor,
         scale: Tensor,
+        argmax: Tensor | None,
         p: float,
         centered: bool,
         eps: float,
     ) -> Tensor:
         sq = scale * scale
-        ctx.save_for_backward(x, weight, mean, scale)
+        ctx.save_for_backward(x, weight, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
         # An eval-mode batch_norm is one fused pass of the per-channel affine map.
         return F.batch_norm(x, mean, sq, weight, bias, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, mean, scale = ctx.saved_tensors
+        x, weight, mean, scale, argmax = ctx.saved_tensors
         p, centered, eps = ctx.p, ctx.centered, ctx.eps
         m = x.numel() // x.shape[1]
         # One fused pass for Σ g·y and Σ g per channel (g = dL/d out, y the normalized x).
@@ -192,10 +200,36 @@ class _LpNormFn(torch.autograd.Function):
         a = gamma / d  # dL/dx through (x − μ) alone
         k = -gamma * sum_gy * scale / (d * d)  # dL/ds
         const = -a * sum_g / m  # through μ
-        grad_x = _lp_grad_x(x, grad_out, a, const, k, mean, scale, p, centered, m)
+        if argmax is not None:  # p = ∞
+            grad_x = _linf_grad_x(x, grad_out, a, const, k, mean, argmax, centered, m)
+        else:
+            grad_x = _lp_grad_x(x, grad_out, a, const, k, mean, scale, p, centered, m)
         grad_w = sum_gy if ctx.needs_input_grad[1] else None
         grad_b = sum_g if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def _linf_grad_x(
+    x: Tensor,
+    grad_out: Tensor,
+    a: Tensor,
+    const: Tensor,
+    k: Tensor,
+    mean: Tensor,
+    argmax: Tensor,
+    centered: bool,
+    m: int,
+) -> Tensor:
+    """dL/dx for p = ∞: ds/dz is sign(z) at the argmax of |z|, zero elsewhere."""
+    ch = torch.arange(x.shape[1], device=x.device)
+    index = (argmax[0], ch, argmax[1])
+    z_at = x.reshape(x.shape[0], x.shape[1], -1)[index]  # (C,)
+    sign = (z_at - mean if centered else z_at).sign()
+    if centered:  # minus the mean of the one-hot term over the channel
+        const = const - k * sign / m
+    grad = torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x)).contiguous()
+    grad.view(x.shape[0], x.shape[1], -1)[index] += k * sign
+    return grad
 
 
 def _lp_grad_x(
@@ -212,15 +246,6 @@ def _lp_grad_x(
 ) -> Tensor:
     """dL/dx = a·g + const + k·ds/dz (minus its mean when z = x − μ is centred)."""
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    if math.isinf(p):
-        # ds/dz is one-hot at the argmax of |z| (ties: one of them, a valid subgradient).
-        z = x - _per_channel(mean, x) if centered else x
-        index, sign = _argmax_abs(z)
-        if centered:  # minus the mean of the one-hot term over the channel
-            const = const - k * sign / m
-        grad = torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x)).contiguous()
-        grad.view(x.shape[0], x.shape[1], -1)[index] += k * sign
-        return grad
     if p == 2:
         # ds/dz = z / (m s): linear in x, so the centred case only shifts the constant.
         kk = k / (m * safe)
@@ -280,10 +305,10 @@ def lp_norm(
         raise ValueError(f"p must be >= 1 or math.inf, got {p!r}")
     if not training:
         return F.batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps)
-    mean, scale = _lp_stats(x, p, centered)
+    mean, scale, argmax = _lp_stats(x, p, centered)
     _update_running(running_mean, mean, momentum)
     _update_running(running_var, scale * scale, momentum)
-    return _LpNormFn.apply(x, weight, bias, mean, scale, p, centered, eps)
+    return _LpNormFn.apply(x, weight, bias, mean, scale, argmax, p, centered, eps)
 
 
 # -- ghost BN (Hoffer et al. 2017) ---------------------------------------------------------
