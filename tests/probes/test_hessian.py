@@ -171,3 +171,27 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
     batch = (torch.randn(4, 5, dtype=torch.float64), torch.randint(0, 3, (4,)))
     with pytest.raises(ValueError, match=match):
         hessian_eigs(model, F.cross_entropy, batch, **kwargs)
+
+
+class TwoBlocks(nn.Module):
+    """loss = ½ aᵀ diag(da) a + ½ bᵀ diag(db) b, with a and b in two modules."""
+
+    def __init__(self, da: torch.Tensor, db: torch.Tensor) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(len(da), 1, bias=False), nn.Linear(len(db), 1, bias=False)
+        self.register_buffer("da", da)
+        self.register_buffer("db", db)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        del x
+        wa, wb = self.a.weight[0], self.b.weight[0]
+        return 0.5 * (wa * self.da * wa).sum() + 0.5 * (wb * self.db * wb).sum()
+
+
+def test_trace_restricted_to_a_layer_is_that_blocks_trace():
+    da = torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)
+    db = torch.tensor([10.0, 20.0], dtype=torch.float64)
+    model = TwoBlocks(da, db).double()
+    assert hessian_trace(model, identity_loss, DUMMY, samples=2) == pytest.approx(33.0)
+    assert hessian_trace(model, identity_loss, DUMMY, samples=2, layer="a") == pytest.approx(3.0)
+    assert hessian_trace(model, identity_loss, DUMMY, samples=2, layer="b") == pytest.approx(30.0)
