@@ -46,7 +46,10 @@ def check_input(x: Tensor, num_features: int, *, batch_stats: bool, name: str) -
 
 
 class NormBase(nn.Module):
-    r"""Base of the batch-statistics norms, with the ``torch.nn.BatchNorm`` contract.
+    r"""Base of the bnlab norms with parameters, carrying the ``torch.nn.BatchNorm`` contract.
+
+    Subclasses with ``uses_batch_stats = False`` (``ln``, ``gn``) accept but ignore
+    ``momentum`` and ``track_running_stats`` and have no running buffers.
 
     Running statistics follow PyTorch's momentum convention, with ``m = momentum``:
 
