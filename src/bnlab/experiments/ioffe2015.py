@@ -133,6 +133,7 @@ def run(spec: RunSpec, ctx: Any) -> Any:
     units = torch.randperm(c["widths"][-1], generator=pick)[: c["pct_units"]]
     fixed = xt[torch.randperm(len(xt), generator=pick)[: c["pct_batch"]]]
     last_site = len(norm_sites(model))
+    ctx.add_provenance(device="cpu", threads=torch.get_num_threads())
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         return {"test_acc": (m(xt).argmax(1) == yt).double().mean().item()}

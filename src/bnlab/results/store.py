@@ -267,6 +267,19 @@ class Store:
                  run_id),
             )
 
+    def add_provenance(self, run_id: int, **fields: Any) -> None:
+        """Merge ``fields`` (e.g. ``device``, ``threads``) into a run's provenance.
+
+        The sweep records what the driver knows when a run starts; the run itself adds what
+        only it knows (the device it trains on, the threads it set).
+        """
+        with self._tx() as con:
+            self._require_run(con, run_id)
+            (raw,) = con.execute("SELECT provenance FROM runs WHERE id=?", (run_id,)).fetchone()
+            merged = {**(json.loads(raw) if raw else {}), **fields}
+            con.execute("UPDATE runs SET provenance=? WHERE id=?",
+                        (json.dumps(merged, sort_keys=True, default=str), run_id))
+
     def finish_run(self, run_id: int, status: str, *, error: str | None = None) -> None:
         """Record how a run ended.
 

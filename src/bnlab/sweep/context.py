@@ -57,6 +57,10 @@ class RunContext:
         self._arrays: list[tuple[int, str, np.ndarray]] = []
         self._array_bytes = 0
 
+    def add_provenance(self, **fields: Any) -> None:
+        """Record facts only the run knows (device, threads) in its provenance."""
+        self._store.add_provenance(self.run_id, **fields)
+
     def log_metrics(self, step: int, values: Mapping[str, Any]) -> None:
         """Buffer scalar metrics measured at ``step`` (``name -> float``).
 
