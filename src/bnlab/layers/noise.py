@@ -133,13 +133,15 @@ class NoisyBatchNorm(NoiseSource, BatchNorm):
         if self.noise_after_affine or not self.affine:
             a = super().forward(x)
             s, m = self._draw(a)
-            return m.addcmul_(s, a)  # in place into the fresh m: no extra full-size output
+            # Out of place: under torch.func.vmap, a is batched but the fresh noise is not,
+            # and an in-place write of a batched result into it is an error.
+            return torch.addcmul(m, s, a)
         self._check_input(x)
         factor = self._update_factor()
         running_mean, running_var = self._running()
         x_hat = F.batch_norm(x, running_mean, running_var, None, None, True, factor, self.eps)
         s, m = self._draw(x_hat)
-        noisy = m.addcmul_(s, x_hat)
+        noisy = torch.addcmul(m, s, x_hat)
         shape = (1, -1, *([1] * (x.dim() - 2)))
         return torch.addcmul(self.bias.view(shape), noisy, self.weight.view(shape))
 
@@ -204,7 +206,7 @@ class Noise(NoiseSource, nn.Module):
         if not self.training:
             return x
         s, m = self._draw(x)
-        return m.addcmul_(s, x)
+        return torch.addcmul(m, s, x)
 
     def extra_repr(self) -> str:
         """C and the noise parameters."""
