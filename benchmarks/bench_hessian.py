@@ -3,8 +3,8 @@
 Models: bnlab's VGG-16 at width/4 and the CIFAR ResNet-20, both with BN, in eval mode
 (PyHessian forces ``model.eval()``; bnlab is given ``bn_mode="eval"``), one batch of 128
 CIFAR-10 training images (random CIFAR-shaped inputs when the data is absent), CPU. The
-running statistics are first filled by a few train-mode forwards so eval mode is not
-trivially the identity.
+running statistics are first set to the average statistics of four 32-image chunks of the
+batch, so eval mode is not trivially the identity.
 
 Each tool runs on its own deep copy of the model. The reference is bnlab's solver on a
 float64 copy with ``tol=1e-9``. For each tool the tolerances in its list are tried from
@@ -36,7 +36,7 @@ from bnlab.models import create_model
 from bnlab.probes.hessian import hessian_eigs
 
 ACCURACY = 1e-3  # relative agreement with the reference that counts as "equal accuracy"
-BNLAB_TOLS = (1e-2, 3e-3, 1e-3, 1e-4)  # Ritz-residual tolerances, loose to tight
+BNLAB_TOLS = (3e-2, 1e-2, 1e-3, 1e-4)  # Ritz-residual tolerances, loose to tight
 PYHESSIAN_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)  # its relative-change tolerances
 
 
@@ -65,13 +65,26 @@ def load_batch(path: str | None, n: int = 128) -> tuple[torch.Tensor, torch.Tens
 
 
 def build(name: str, x: torch.Tensor) -> nn.Module:
+    """The model with running statistics set to the average of 4 batch-of-32 statistics.
+
+    With PyTorch's default momentum 0.1, four forwards would leave the running variance near
+    its initial 1 and eval mode near the identity; ``momentum=None`` (the cumulative average
+    of Ioffe's Algorithm 2) gives the statistics a trained model would carry.
+    """
     torch.manual_seed(0)
     width = 0.25 if name == "vgg16" else 1.0
     model = create_model(name, norm="bn", in_shape=(3, 32, 32), num_classes=10, width=width)
+    norms = [m for m in model.modules() if hasattr(m, "running_var")]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
     model.train()
-    with torch.no_grad():  # fill the running statistics
+    with torch.no_grad():
         for i in range(0, len(x), 32):
             model(x[i : i + 32])
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
     return model.eval()
 
 
