@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from _train_helpers import make_model
 from torch import nn
 
 from bnlab.probes.activations import ActivationStatsProbe
