@@ -195,3 +195,23 @@ def test_trace_restricted_to_a_layer_is_that_blocks_trace():
     assert hessian_trace(model, identity_loss, DUMMY, samples=2) == pytest.approx(33.0)
     assert hessian_trace(model, identity_loss, DUMMY, samples=2, layer="a") == pytest.approx(3.0)
     assert hessian_trace(model, identity_loss, DUMMY, samples=2, layer="b") == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-5], ids=["tol1e-2", "tol1e-3", "tol1e-5"])
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tol_is_the_residual_guarantee(tol, seed, k):
+    """Each value has an eigenvalue of Q within tol·|θ| (the residual bound), and at a
+    tight tol those are the top k: on this clustered (Wishart) top spectrum a loose tol
+    may legitimately stop on a value just below the largest."""
+    q = random_sym(300, seed=10 + seed)
+    spectrum = np.linalg.eigvalsh(q.numpy())
+    eigs = hessian_eigs(Quadratic(q), identity_loss, DUMMY, k=k, tol=tol, max_iter=500,
+                        seed=seed)
+    assert eigs.converged
+    for value, res in zip(eigs.values, eigs.residuals, strict=True):
+        assert res <= tol * abs(value)
+        assert np.min(np.abs(spectrum - value)) <= res * (1 + 1e-9)
+    if tol <= 1e-5:
+        top = np.sort(spectrum)[::-1][:k]
+        np.testing.assert_allclose(eigs.values, top, rtol=1e-4)
