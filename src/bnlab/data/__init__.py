@@ -13,8 +13,9 @@ name                 x shape                 source
 ``gaussian_linear``  (N, dim)                x ~ N(0, I), float targets y = A x
 ===================  ======================  ===============================================
 
-The data directory is ``data_dir``, else ``BNLAB_DATA``, else the user cache
-(``$XDG_CACHE_HOME/bnlab`` or ``~/.cache/bnlab``). Bad or missing files raise
+The data directory of ``mnist`` and ``cifar10`` is ``data_dir``, else ``BNLAB_DATA``, else the
+user cache (``$XDG_CACHE_HOME/bnlab`` or ``~/.cache/bnlab``). Generated MNIST-1D is cached in
+``data_dir`` when given, else always in the user cache. Bad or missing files raise
 :class:`DataError` naming the path and the fix.
 
 Example:
@@ -27,11 +28,12 @@ Example:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from bnlab.data.cache import resolve_data_dir
+from bnlab.data.cache import resolve_data_dir, user_cache_dir
 from bnlab.data.errors import DataError
 from bnlab.data.loader import Loader, RandomCropFlip, balanced_subset, channel_stats, standardize
 from bnlab.data.mnist1d import load_mnist1d
@@ -98,7 +100,10 @@ def load(
     if key == "gaussian_linear":
         return gaussian_linear(split=split, **kwargs)
     if key == "mnist1d":
-        return load_mnist1d(split, resolve_data_dir(data_dir), **kwargs)
+        # Generated data is cached in the user cache, never in BNLAB_DATA: that folder
+        # holds the datasets a user supplies and may be shared or read-only.
+        cache = Path(data_dir).expanduser() if data_dir is not None else user_cache_dir()
+        return load_mnist1d(split, cache, **kwargs)
     if kwargs:
         raise DataError(f"{key} takes no options, got {sorted(kwargs)}")
     return load_vision(key, split, resolve_data_dir(data_dir))

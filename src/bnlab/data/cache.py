@@ -18,7 +18,7 @@ import numpy as np
 
 from bnlab.data.errors import DataError
 
-__all__ = ["atomic_path", "read_npz", "resolve_data_dir", "write_npz_atomic"]
+__all__ = ["atomic_path", "read_npz", "resolve_data_dir", "user_cache_dir", "write_npz_atomic"]
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -39,6 +39,11 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("BNLAB_DATA")
     if env:
         return Path(env).expanduser().absolute()
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/bnlab``, else ``~/.cache/bnlab`` (not created here)."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return (base / "bnlab").absolute()
