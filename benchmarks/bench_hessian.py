@@ -14,6 +14,12 @@ Times include each tool's forward and create-graph backward (median of ``--repea
 
 Run: ``python benchmarks/bench_hessian.py [--repeats 3] [--threads N] [--batch-file F]``.
 The number of HVPs of PyHessian is counted by wrapping its ``hessian_vector_product``.
+
+Measured (shared 2-core CPU, 1 thread, median of 3, CIFAR-10 batch): VGG-16/4 bnlab 5 HVPs
+2.32 s vs PyHessian 11 HVPs 4.82 s (ratio 0.48); ResNet-20 bnlab 5 HVPs 5.61 s vs 9 HVPs
+10.12 s (0.55). Both eval-mode spectra have a large top gap, which favours the power
+method; with momentum-0.1 running statistics (an earlier version of this script) VGG-16/4
+took 11 vs 101 HVPs (ratio 0.15) and ResNet-20 5 vs 7 (0.74).
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from bnlab.models import create_model
 from bnlab.probes.hessian import hessian_eigs
 
 ACCURACY = 1e-3  # relative agreement with the reference that counts as "equal accuracy"
-BNLAB_TOLS = (3e-2, 1e-2, 1e-3, 1e-4)  # Ritz-residual tolerances, loose to tight
-PYHESSIAN_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)  # its relative-change tolerances
+BNLAB_TOLS = (1e-1, 3e-2, 1e-2, 1e-3, 1e-4)  # Ritz-residual tolerances, loose to tight
+PYHESSIAN_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # its relative-change tolerances
 
 
 def load_batch(path: str | None, n: int = 128) -> tuple[torch.Tensor, torch.Tensor, str]:
