@@ -90,6 +90,19 @@ class NoiseSource:
         return bnf.santurkar_noise(a, gen, self.n_mu, self.n_sigma, self.r_mu, self.r_sigma)
 
 
+def _noisy(s: Tensor, m: Tensor, a: Tensor) -> Tensor:
+    """``s * a + m``, written into the fresh noise tensor ``m`` when possible.
+
+    Writing in place saves allocating a full-size output (about a third of the layer's
+    non-random cost on CPU). Under ``torch.func.vmap`` ``a`` is batched but the noise is
+    not, and torch refuses the in-place write before touching ``m``: then out of place.
+    """
+    try:
+        return m.addcmul_(s, a)
+    except RuntimeError:
+        return torch.addcmul(m, s, a)
+
+
 @register_norm("noisy_bn")
 class NoisyBatchNorm(NoiseSource, BatchNorm):
     r"""BN followed by Santurkar et al.'s time-varying noise, in training mode only.
@@ -133,15 +146,13 @@ class NoisyBatchNorm(NoiseSource, BatchNorm):
         if self.noise_after_affine or not self.affine:
             a = super().forward(x)
             s, m = self._draw(a)
-            # Out of place: under torch.func.vmap, a is batched but the fresh noise is not,
-            # and an in-place write of a batched result into it is an error.
-            return torch.addcmul(m, s, a)
+            return _noisy(s, m, a)
         self._check_input(x)
         factor = self._update_factor()
         running_mean, running_var = self._running()
         x_hat = F.batch_norm(x, running_mean, running_var, None, None, True, factor, self.eps)
         s, m = self._draw(x_hat)
-        noisy = torch.addcmul(m, s, x_hat)
+        noisy = _noisy(s, m, x_hat)
         shape = (1, -1, *([1] * (x.dim() - 2)))
         return torch.addcmul(self.bias.view(shape), noisy, self.weight.view(shape))
 
@@ -206,7 +217,7 @@ class Noise(NoiseSource, nn.Module):
         if not self.training:
             return x
         s, m = self._draw(x)
-        return torch.addcmul(m, s, x)
+        return _noisy(s, m, x)
 
     def extra_repr(self) -> str:
         """C and the noise parameters."""
