@@ -211,3 +211,20 @@ def test_probe_logs_stats_and_drift_and_resumes():
     fresh.on_step(_ctx(model, None, 3, fresh_rows))
     probe.on_step(_ctx(model, None, 3, again))
     np.testing.assert_array_equal(fresh_rows[3]["act/1/mean_drift"], again[3]["act/1/mean_drift"])
+
+
+@pytest.mark.parametrize("bins", [5, 7, 30], ids=lambda b: f"bins{b}")
+def test_uniform_histogram_matches_numpy_on_bin_edges(bins):
+    """Integer-valued and edge-hugging activations: every value on or next to an edge."""
+    from bnlab.probes.activations import _edges, _histogram
+
+    gen = torch.Generator().manual_seed(bins)
+    ints = torch.randint(0, 11, (4, 500), generator=gen).double()
+    near = torch.linspace(0, 10, bins + 1, dtype=torch.float64)
+    wiggle = torch.tensor([-1e-12, 0.0, 1e-12], dtype=torch.float64)
+    hugging = (near[:, None] + wiggle).reshape(1, -1).clamp(0, 10).expand(4, -1)
+    values = torch.cat([ints, hugging], dim=1)
+    edges = _edges(values, bins)
+    fast = _histogram(values, edges, uniform=True).numpy()
+    ref = np.stack([np.histogram(r, edges.numpy())[0] for r in values.numpy()])
+    np.testing.assert_array_equal(fast, ref)

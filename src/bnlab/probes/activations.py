@@ -161,11 +161,24 @@ def _edges(values: torch.Tensor, bins: int | Sequence[float]) -> torch.Tensor:
     return torch.linspace(lo, hi, bins + 1, dtype=torch.float64, device=values.device)
 
 
-def _histogram(values: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """(C, M), (B+1,) -> (C, B) counts with numpy's bin convention."""
+def _histogram(values: torch.Tensor, edges: torch.Tensor, uniform: bool) -> torch.Tensor:
+    """(C, M), (B+1,) -> (C, B) counts with numpy's bin convention.
+
+    Bin i holds e_i <= v < e_{i+1}; the last bin also holds e_B. Uniform edges take numpy's
+    own fast path: the index is computed arithmetically, then moved by one where rounding
+    put a value on the wrong side of its edge, so the counts equal ``np.histogram``'s.
+    """
     nbins = edges.numel() - 1
-    idx = torch.searchsorted(edges, values.contiguous(), right=True) - 1  # (C, M)
-    idx = torch.where(values == edges[-1], nbins - 1, idx)  # the last bin is closed
+    if uniform:
+        lo, hi = edges[0], edges[-1]
+        idx = ((values - lo) * (nbins / (hi - lo))).floor().clamp_(-1, nbins).long()
+        idx = torch.where(values == hi, nbins - 1, idx)  # the last bin is closed
+        safe = idx.clamp(0, nbins - 1)
+        idx = idx - (values < edges[safe]).long()  # rounded up past the lower edge
+        idx = idx + ((values >= edges[safe + 1]) & (safe != nbins - 1)).long()
+    else:
+        idx = torch.searchsorted(edges, values.contiguous(), right=True) - 1  # (C, M)
+        idx = torch.where(values == edges[-1], nbins - 1, idx)  # the last bin is closed
     inside = (idx >= 0) & (idx < nbins) & ~torch.isnan(values)
     counts = torch.zeros(values.shape[0], nbins + 1, dtype=torch.int64, device=values.device)
     counts.scatter_add_(1, torch.where(inside, idx, nbins), torch.ones_like(idx))
@@ -182,7 +195,7 @@ def _summarize(values: torch.Tensor, idx: torch.Tensor, levels: torch.Tensor,
         levels=levels.cpu().numpy(),
         percentiles=_percentiles(values, levels).cpu().numpy(),
         edges=edges.cpu().numpy(),
-        hist=_histogram(values, edges).cpu().numpy(),
+        hist=_histogram(values, edges, uniform=isinstance(bins, int)).cpu().numpy(),
         count=int(values.shape[1]),
     )
 
