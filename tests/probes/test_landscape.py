@@ -128,3 +128,14 @@ def test_bad_grid_is_a_clear_error(kwargs) -> None:
     model, _ = _quad_case(2)
     with pytest.raises(ValueError, match="> 0"):
         landscape(model, lambda o, t: o, (torch.zeros(1), torch.zeros(1)), **kwargs)
+
+
+def test_default_loops_on_cpu_and_agrees_with_vmap() -> None:
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2)).double()
+    x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 2, (8,))
+    default = landscape(model, F.cross_entropy, (x, y), lr=0.1)
+    batched = landscape(model, F.cross_entropy, (x, y), lr=0.1, batched=True)
+    assert default["batched"] is False and batched["batched"] is True
+    assert default["loss"] == pytest.approx(batched["loss"], rel=1e-10)
+    assert default["grad_change"] == pytest.approx(batched["grad_change"], rel=1e-8)

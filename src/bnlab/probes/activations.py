@@ -19,7 +19,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlab.layers.sites import resolve_module
+from bnlab.layers.sites import is_norm_module, resolve_module
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
 from bnlab.probes.base import Probe, ProbeContext
@@ -77,6 +78,26 @@ class _Captured(Exception):
     """Raised from a hook to end the forward pass once every layer is captured."""
 
 
+def _capture_hooks(modules: dict[str, nn.Module], where: str, seen: dict[str, torch.Tensor],
+                   *, stop_when_done: bool) -> list[Any]:
+    """Forward hooks copying each module's first input (pre) or output (post) into ``seen``.
+
+    With ``stop_when_done`` the last capture ends the forward pass (see :func:`_capture`).
+    """
+
+    def hook_for(key: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if key not in seen:  # a module called twice: its first call counts
+                seen[key] = (args[0] if where == "pre" else out).detach().clone()
+            if stop_when_done and len(seen) == len(modules):
+                # Everything asked for is captured: skip the rest of the network.
+                raise _Captured
+
+        return hook
+
+    return [m.register_forward_hook(hook_for(k)) for k, m in modules.items()]
+
+
 def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module],
              where: str, mode: str) -> dict[str, torch.Tensor]:
     """Capture each module's first input (pre) or output (post) in one forward pass.
@@ -84,18 +105,7 @@ def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Modul
     The pass is cut short after the last requested layer; ``no_trace`` restores the state.
     """
     seen: dict[str, torch.Tensor] = {}
-
-    def hook_for(key: str) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            if key not in seen:  # a module called twice: its first call counts
-                seen[key] = (args[0] if where == "pre" else out).detach().clone()
-            if len(seen) == len(modules):
-                # Everything asked for is captured: skip the rest of the network.
-                raise _Captured
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(k)) for k, m in modules.items()]
+    handles = _capture_hooks(modules, where, seen, stop_when_done=True)
     try:
         with torch.no_grad(), no_trace(model) as replay, _bn_mode(model, mode):
             replay()
@@ -233,13 +243,24 @@ def activation_stats(
     Raises:
         ValueError: for an unknown layer, bad ``where``, ``bn_mode``, levels, bins or units.
     """
+    levels = _checked(percentiles, where)
+    resolved = dict(resolve_module(model, item) for item in layers)
+    captured = _capture(model, _inputs_of(batch), resolved, where, bn_mode)
+    return _stats_of(captured, layers, levels, bins, units)
+
+
+def _checked(percentiles: Sequence[float], where: str) -> torch.Tensor:
+    """Validate ``where`` and return the percentile levels as a float64 tensor."""
     if where not in WHERE:
         raise ValueError(f"where must be one of {WHERE}, got {where!r}")
     levels = torch.as_tensor(list(percentiles), dtype=torch.float64)
     if levels.numel() == 0 or bool(((levels < 0) | (levels > 100)).any()):
         raise ValueError(f"percentiles must be levels in [0, 100], got {percentiles}")
-    resolved = dict(resolve_module(model, item) for item in layers)
-    captured = _capture(model, _inputs_of(batch), resolved, where, bn_mode)
+    return levels
+
+
+def _stats_of(captured: dict[str, torch.Tensor], layers: Sequence[Layer], levels: torch.Tensor,
+              bins: int | Sequence[float], units: Units) -> dict[str, ActivationStats]:
     out = {}
     for item in layers:
         key = str(item)
@@ -287,12 +308,43 @@ class ActivationStatsProbe(Probe):
             percentiles=tuple(percentiles), where=where, bins=bins, bn_mode=bn_mode, units=units
         )
         self.batch, self.prefix = batch, prefix
+        self._levels = _checked(percentiles, where)
         self._prev: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # key -> (mean, var)
+        self._seen: dict[str, torch.Tensor] | None = None  # captured in the training pass
+
+    @contextmanager
+    def _watch(self, modules: dict[str, nn.Module]) -> Iterator[None]:
+        seen: dict[str, torch.Tensor] = {}
+        handles = _capture_hooks(modules, self.options["where"], seen, stop_when_done=False)
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+        self._seen = seen if len(seen) == len(modules) else None
+
+    def watch_forward(self, model: nn.Module) -> AbstractContextManager[None] | None:
+        """Capture from the step's own forward pass when that is what would be measured.
+
+        That is the case for the training batch (``batch=None``) in ``bn_mode="train"``
+        with every norm module training: the training pass computes exactly the
+        activations an extra forward would, so the probe costs only the statistics.
+        """
+        if self.batch is not None or self.options["bn_mode"] != "train":
+            return None
+        if not all(m.training for m in model.modules() if is_norm_module(m)):
+            return None
+        return self._watch(dict(resolve_module(model, item) for item in self.layers))
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure and log the statistics and the drift since the previous call."""
-        batch = ctx.batch if self.batch is None else self.batch
-        stats = activation_stats(ctx.model, batch, self.layers, **self.options)
+        if self._seen is not None:
+            seen, self._seen = self._seen, None
+            opts = self.options
+            stats = _stats_of(seen, self.layers, self._levels, opts["bins"], opts["units"])
+        else:
+            batch = ctx.batch if self.batch is None else self.batch
+            stats = activation_stats(ctx.model, batch, self.layers, **self.options)
         for key, s in stats.items():
             name = f"{self.prefix}/{key}"
             for field in ("mean", "std", "percentiles", "hist", "edges"):

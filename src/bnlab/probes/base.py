@@ -9,6 +9,7 @@ passes they run leave parameters, buffers, RNG streams and ``.grad`` exactly as 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,17 @@ class Probe:
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure and ``ctx.log`` the results. Must leave no trace on the model."""
         raise NotImplementedError
+
+    def watch_forward(self, model: nn.Module) -> AbstractContextManager[None] | None:
+        """Optionally observe the training forward pass of a due step.
+
+        The loop enters the returned context around the step's own forward pass, before
+        :meth:`on_step`. A probe that can measure from that pass (e.g. activation
+        statistics of the training batch) captures there instead of running an extra
+        forward. Hooks must only read (detach and copy); the default watches nothing.
+        """
+        del model
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint (override when the probe remembers earlier steps)."""

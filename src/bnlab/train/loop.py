@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -236,17 +237,28 @@ class _Loop:
             self.lr_factor = factor
         return self.base_lrs[0] * factor
 
+    @contextmanager
+    def watching(self, due: list[Probe]) -> Iterator[None]:
+        """Enter the due probes' watchers of the training forward pass (if they have one)."""
+        with ExitStack() as stack:
+            for probe in due:
+                watcher = probe.watch_forward(self.model)
+                if watcher is not None:
+                    stack.enter_context(watcher)
+            yield
+
     def update(self, step: int, batch: Batch) -> None:
         """One optimizer update; probes run between backward and ``optimizer.step()``."""
         lr = self.set_lr(step)
         inputs, targets = batch
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(inputs), targets)
+        due = [p for p in self.probes if p.due(step)] if self.probes else []
+        with self.watching(due) if due else nullcontext():
+            loss = self.loss_fn(self.model(inputs), targets)
         loss.backward()
-        for probe in self.probes:
-            if probe.due(step):
-                probe.on_step(ProbeContext(self.model, self.loss_fn, batch, self.optimizer,
-                                           lr, step, self.probe_log(step)))
+        for probe in due:
+            probe.on_step(ProbeContext(self.model, self.loss_fn, batch, self.optimizer,
+                                       lr, step, self.probe_log(step)))
         self.optimizer.step()
         self.guard.push(loss)
 
