@@ -15,11 +15,10 @@ Times include each tool's forward and create-graph backward (median of ``--repea
 Run: ``python benchmarks/bench_hessian.py [--repeats 3] [--threads N] [--batch-file F]``.
 The number of HVPs of PyHessian is counted by wrapping its ``hessian_vector_product``.
 
-Measured (shared 2-core CPU, 1 thread, median of 3, CIFAR-10 batch): VGG-16/4 bnlab 5 HVPs
-2.32 s vs PyHessian 11 HVPs 4.82 s (ratio 0.48); ResNet-20 bnlab 5 HVPs 5.61 s vs 9 HVPs
-10.12 s (0.55). Both eval-mode spectra have a large top gap, which favours the power
-method; with momentum-0.1 running statistics (an earlier version of this script) VGG-16/4
-took 11 vs 101 HVPs (ratio 0.15) and ResNet-20 5 vs 7 (0.74).
+Measured (2-core CPU, 1 thread, median of 3, CIFAR-10 batch, gradient-informed start):
+VGG-16/4 bnlab 5 HVPs 2.17 s vs PyHessian 11 HVPs 4.60 s (ratio 0.47); ResNet-20 bnlab
+3 HVPs 3.51 s vs PyHessian 9 HVPs 10.62 s (0.33). With a random start bnlab needed 5 HVPs
+on ResNet-20 (ratio 0.56): the batch gradient lies mostly in the top eigenspace.
 """
 
 from __future__ import annotations

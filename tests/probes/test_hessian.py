@@ -215,3 +215,37 @@ def test_tol_is_the_residual_guarantee(tol, seed, k):
     if tol <= 1e-5:
         top = np.sort(spectrum)[::-1][:k]
         np.testing.assert_allclose(eigs.values, top, rtol=1e-4)
+
+
+@pytest.mark.parametrize("start", ["gradient", "random"])
+def test_both_start_vectors_find_the_top_eigenvalues(start):
+    q = random_sym(80, seed=11, indefinite=True)
+    got = hessian_eigs(Quadratic(q), identity_loss, DUMMY, k=3, tol=1e-10, max_iter=300,
+                       start=start)
+    want = np.sort(np.linalg.eigvalsh(q.numpy()))[::-1][:3]
+    np.testing.assert_allclose(got.values, want, rtol=1e-8, atol=1e-10)
+
+
+def test_gradient_start_needs_fewer_products_when_the_gradient_is_in_the_top_space():
+    # Diagonal Q with a gap; w mostly along the top eigenvector, so g = Qw is too.
+    diag = torch.cat([torch.tensor([10.0, 9.0]), torch.linspace(0.1, 5.0, 198)]).double()
+    model = Quadratic(torch.diag(diag))
+    with torch.no_grad():
+        model.w.copy_(torch.randn(200, generator=torch.Generator().manual_seed(0),
+                                  dtype=torch.float64) * 0.01)
+        model.w[0] = 1.0
+    kw = dict(k=1, tol=1e-6, max_iter=200)
+    grad_start = hessian_eigs(model, identity_loss, DUMMY, start="gradient", **kw)
+    rand_start = hessian_eigs(model, identity_loss, DUMMY, start="random", **kw)
+    assert grad_start.values[0] == pytest.approx(10.0, rel=1e-6)
+    assert rand_start.values[0] == pytest.approx(10.0, rel=1e-6)
+    assert grad_start.hvps < rand_start.hvps
+
+
+def test_zero_gradient_falls_back_to_a_random_start():
+    q = random_sym(30, seed=5)
+    model = Quadratic(q)
+    with torch.no_grad():
+        model.w.zero_()  # a stationary point: g = 0
+    got = hessian_top_eigenvalues(model, identity_loss, DUMMY, tol=1e-10, max_iter=200)
+    assert got[0] == pytest.approx(float(np.linalg.eigvalsh(q.numpy()).max()), rel=1e-8)

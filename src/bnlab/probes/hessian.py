@@ -80,7 +80,9 @@ def _hvp_operator(
     bn_mode: str,
     layer: str | int | None,
 ) -> Iterator[tuple[Hvp, int, torch.Tensor]]:
-    """Yield ``(hvp, n, template)``: ``hvp(v)`` for flat ``v`` of length n, inside no_trace.
+    """Yield ``(hvp, n, grad)``: ``hvp(v)`` for flat ``v`` of length n, inside no_trace.
+
+    ``grad`` is the flat (n,) gradient at w, detached (a free by-product of the setup).
 
     Cost: 1 forward + 1 backward with ``create_graph`` on entry; each ``hvp`` call is one
     double-backward through that retained graph.
@@ -95,7 +97,10 @@ def _hvp_operator(
         # graph: their rows of H are zero, so they are left out of the double backward.
         live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         sizes = [p.numel() for p in params]
-        template = params[0].detach()
+        flat_grad = torch.cat([
+            (torch.zeros_like(p) if g is None else g.detach()).reshape(-1)
+            for p, g in zip(params, grads, strict=True)
+        ])  # (n,)
 
         def hvp(v: torch.Tensor) -> torch.Tensor:
             chunks = torch.split(v, sizes)  # flat (n,) -> per-parameter pieces
@@ -107,7 +112,7 @@ def _hvp_operator(
             )
             return torch.cat([h.reshape(-1) for h in hv])  # (n,)
 
-        yield hvp, sum(sizes), template
+        yield hvp, sum(sizes), flat_grad
 
 
 def _orthogonalize(basis: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +132,30 @@ def _random_unit(n: int, template: torch.Tensor, gen: torch.Generator) -> torch.
     return v / v.norm()
 
 
+GRADIENT_MIX = 0.3  # weight of the random part of the gradient-informed start vector
+
+
+def _start_vector(
+    start: str, grad: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """The first Lanczos vector: random, or the normalized gradient plus a random part.
+
+    The mini-batch gradient lies mostly in the span of the top Hessian eigenvectors
+    (Gur-Ari, Roberts & Dyer 2018, "Gradient descent happens in a tiny subspace"), so a
+    Krylov space grown from it finds the top eigenvalues in fewer products. The random
+    part (weight :data:`GRADIENT_MIX`) keeps a nonzero overlap with every eigenvector, so
+    no eigenvalue is missed when the gradient happens to be orthogonal to it.
+    """
+    r = _random_unit(grad.numel(), grad, gen)
+    gnorm = float(grad.norm())
+    if start == "random" or not np.isfinite(gnorm) or gnorm == 0.0:
+        return r
+    v = grad / gnorm + GRADIENT_MIX * r
+    return v / v.norm()
+
+
 def _lanczos(
-    hvp: Hvp, n: int, k: int, tol: float, max_iter: int, template: torch.Tensor, seed: int
+    hvp: Hvp, n: int, k: int, tol: float, max_iter: int, start: torch.Tensor, seed: int
 ) -> HessianEigs:
     """Thick-restart Lanczos for the k largest eigenvalues of the symmetric operator ``hvp``.
 
@@ -137,11 +164,12 @@ def _lanczos(
     full, it keeps the best Ritz vectors (``T`` becomes diagonal) and goes on from the
     normalized residual, so no product is spent twice.
     """
-    gen = torch.Generator().manual_seed(seed)
+    template = start
+    gen = torch.Generator().manual_seed(seed + 1)  # not the start vector's draw
     ncv = min(n, max(2 * k + 20, 30))  # basis size before a restart
     keep = min(ncv - 1, k + max(k, 8))  # Ritz vectors kept across a restart
     basis = torch.empty(ncv, n, dtype=template.dtype, device=template.device)
-    basis[0] = _random_unit(n, template, gen)
+    basis[0] = start
     T = np.zeros((ncv, ncv))
     j, hvps = 1, 0  # j = current basis size
     while True:
@@ -188,6 +216,7 @@ def hessian_eigs(
     max_iter: int = 100,
     layer: str | int | None = None,
     seed: int = 0,
+    start: str = "gradient",
 ) -> HessianEigs:
     """Top-k Hessian eigenvalues of the batch loss, with the solver's bookkeeping.
 
@@ -210,6 +239,10 @@ def hessian_eigs(
         max_iter: the most Hessian-vector products to spend.
         layer: restrict ``w`` to one module's parameters (a name or a norm-site index).
         seed: seed of the starting vector (a private generator; global RNG untouched).
+        start: ``"gradient"`` (default): start from the batch gradient plus a random part,
+            which the top eigenvectors dominate, so fewer products are needed
+            (benchmarks/bench_hessian.py: ResNet-20, 3 instead of 5 for 1e-3 accuracy);
+            ``"random"``: a random unit vector.
 
     Returns:
         A :class:`HessianEigs`; ``converged`` is False if ``max_iter`` ran out first.
@@ -222,11 +255,14 @@ def hessian_eigs(
         raise ValueError(f"k must be an int >= 1, got {k!r}")
     if max_iter < 1 or tol <= 0:
         raise ValueError(f"need max_iter >= 1 and tol > 0, got {max_iter=} {tol=}")
-    with _hvp_operator(model, loss_fn, batch, bn_mode, layer) as (hvp, n, template):
+    if start not in ("gradient", "random"):
+        raise ValueError(f"start must be 'gradient' or 'random', got {start!r}")
+    with _hvp_operator(model, loss_fn, batch, bn_mode, layer) as (hvp, n, grad):
         if k > n:
             raise ValueError(f"k={k} exceeds the {n} parameters differentiated")
         with torch.no_grad():  # the Lanczos vectors need no graph of their own
-            return _lanczos(hvp, n, k, tol, max_iter, template, seed)
+            v0 = _start_vector(start, grad, torch.Generator().manual_seed(seed))
+            return _lanczos(hvp, n, k, tol, max_iter, v0, seed)
 
 
 def hessian_top_eigenvalues(
