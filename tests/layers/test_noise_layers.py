@@ -133,3 +133,33 @@ def test_deepcopy_and_pickle_keep_the_stream(name):
 def test_set_noise_state_rejects_garbage():
     with pytest.raises(ValueError, match="noise_state"):
         create_norm("noise", 3).set_noise_state({"seed": 1})
+
+
+def test_two_forwards_before_one_backward_give_each_its_own_noise():
+    """The shift is drawn into memory kept between steps; outputs and gradients of two
+    forwards that share one backward must still be those of independent draws."""
+    torch.manual_seed(3)
+    layer = create_norm("noisy_bn", 5).double()
+    x1 = torch.randn(16, 5, 3, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(16, 5, 3, dtype=torch.float64, requires_grad=True)
+    state = layer.noise_state()
+    y1, y2 = layer(x1), layer(x2)
+    (y1 * y1).sum().add((y2 * 3).sum()).backward()
+
+    # Twin: plain BN plus the same noise, drawn into fresh tensors in the same order.
+    from bnlab.layers.functional import santurkar_noise
+
+    layer.set_noise_state(state)  # rewind the layer's stream and draw the same noise again
+    gen = layer._generator
+    bn = torch.nn.functional.batch_norm
+    refs = []
+    for x in (x1, x2):
+        xr = x.detach().clone().requires_grad_(True)
+        a = bn(xr, None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
+        s, m = santurkar_noise(a, gen)
+        refs.append((xr, s * a + m))
+    (refs[0][1] ** 2).sum().add((refs[1][1] * 3).sum()).backward()
+    torch.testing.assert_close(y1, refs[0][1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y2, refs[1][1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x1.grad, refs[0][0].grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(x2.grad, refs[1][0].grad, rtol=1e-10, atol=1e-12)

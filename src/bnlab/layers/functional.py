@@ -528,6 +528,7 @@ def santurkar_noise(
     n_sigma: float = 1.25,
     r_mu: float = 0.1,
     r_sigma: float = 0.1,
+    out_m: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Draw the time-varying noise of Santurkar et al. 2018 §2.1 (PAPERS.md §2.3) for ``a``.
 
@@ -543,6 +544,8 @@ def santurkar_noise(
         n_sigma: upper end of the per-channel scale range.
         r_mu: half-width of the per-element shift around μ_j.
         r_sigma: standard deviation of the per-element scale around σ_j.
+        out_m: a contiguous tensor of ``a``'s shape, dtype and device to draw ``m`` into
+            (reusing memory that is already mapped); ``None`` allocates.
 
     Returns:
         ``(s, m)``, both of ``a``'s shape.
@@ -552,7 +555,8 @@ def santurkar_noise(
     mu = torch.empty(c, **kw).uniform_(-n_mu, n_mu, generator=generator)  # (C,)
     sigma = torch.empty(c, **kw).uniform_(1.0, n_sigma, generator=generator)  # (C,)
     # contiguous draws, so the noise of an element does not depend on a's memory format
-    m = torch.empty(a.shape, **kw).uniform_(-r_mu, r_mu, generator=generator)
+    m = torch.empty(a.shape, **kw) if out_m is None else out_m
+    m.uniform_(-r_mu, r_mu, generator=generator)
     m.add_(_per_channel(mu, a))
     s = torch.empty(a.shape, **kw).normal_(0.0, r_sigma, generator=generator)
     s.add_(_per_channel(sigma, a))
