@@ -69,11 +69,11 @@ def main() -> None:
             lambda: internal_covariate_shift(model, F.cross_entropy, batch, opt, layers),
             len(layers) + 1.2,
         ),
-        "landscape vmap (k=4)": (
-            lambda: landscape(model, F.cross_entropy, batch, lr=0.01, batched=True), 4 + 1.2
+        "landscape default (k=4)": (
+            lambda: landscape(model, F.cross_entropy, batch, lr=0.01), 4 + 1.2
         ),
-        "landscape loop (k=4)": (
-            lambda: landscape(model, F.cross_entropy, batch, lr=0.01, batched=False), 4 + 1.2
+        "landscape forced vmap (k=4)": (
+            lambda: landscape(model, F.cross_entropy, batch, lr=0.01, batched=True), None
         ),
         "relative_loss (17 etas)": (lambda: relative_loss(model, F.cross_entropy, batch), None),
         "gradient_stats (2 layers)": (
