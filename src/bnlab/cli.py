@@ -68,7 +68,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bnlab.report import write_report
+    from bnlab.results import DB_NAME
 
+    if not (args.out / DB_NAME).is_file():
+        raise ValueError(f"no results in {args.out} (no {DB_NAME}); run `bnlab run RECIPE "
+                         f"--out {args.out}` first or pass the right --out")
     print(f"report: {write_report(args.out)}")
     return 0
 

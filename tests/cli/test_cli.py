@@ -109,3 +109,10 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path):
     assert _rows(out / "bnlab.db", q) == _rows(ref / "bnlab.db", q)
     qa = "SELECT step, name, npy FROM arrays ORDER BY step, name"
     assert _rows(out / "bnlab.db", qa) == _rows(ref / "bnlab.db", qa)
+
+
+def test_report_without_results_is_a_clear_error(tmp_path, capsys):
+    code = main(["report", "--out", str(tmp_path / "nothing")])
+    assert code == 2
+    assert "no results" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
