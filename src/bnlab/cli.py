@@ -10,13 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from bnlab.errors import UserError
+from bnlab.names import DATA, DEVICES, EXECUTORS, SCALES
+
 EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 1
 
 
 def _add_shared_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", default="quick", choices=("smoke", "quick", "paper"),
+    p.add_argument("--scale", default="quick", choices=SCALES,
                    help="smoke (seconds), quick (minutes on a CPU), paper (GPU hours)")
-    p.add_argument("--data", default="mnist1d", choices=("mnist1d", "paper"),
+    p.add_argument("--data", default="mnist1d", choices=DATA,
                    help="mnist1d (generated, no download) or the paper's dataset")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder with mnist.npz, cifar10.npz (default: $BNLAB_DATA, else cache)")
@@ -27,8 +31,10 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
                    help="override a config field (repeatable)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                    help="YAML file of config overrides")
-    p.add_argument("--executor", default="serial", choices=("serial", "process"),
+    p.add_argument("--executor", default="serial", choices=EXECUTORS,
                    help="run serially or in a local process pool")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where data and models live (auto: CUDA when available)")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -40,6 +46,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "seeds": args.seeds, "sets": args.sets, "config_file": args.config,
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
+        "device": args.device,
     }
 
 
@@ -71,7 +78,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from bnlab.results import DB_NAME
 
     if not (args.out / DB_NAME).is_file():
-        raise ValueError(f"no results in {args.out} (no {DB_NAME}); run `bnlab run RECIPE "
+        raise UserError(f"no results in {args.out} (no {DB_NAME}); run `bnlab run RECIPE "
                          f"--out {args.out}` first or pass the right --out")
     print(f"report: {write_report(args.out)}")
     return 0
@@ -99,6 +106,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for r in run_demo(steps=args.steps):
         print(f"  norm={r.norm:<5} final train loss {r.loss:.3f}  train accuracy {r.accuracy:.3f}")
     return 0
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """The error's message on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,22 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bnlab`` and ``python -m bnlab``.
 
-    A user error (unknown recipe, bad ``--set`` key or value, missing data) prints one line
-    naming the problem and the fix and returns exit status 2, never a traceback.
+    A :class:`~bnlab.errors.UserError` (unknown recipe, bad ``--set`` key or value, missing
+    data, a locked output folder) prints one line naming the problem and the fix and
+    returns exit status 2; an environment failure (``OSError``: disk full, permissions)
+    prints one line and returns 1. Anything else is a bug and shows its traceback.
     """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as err:  # ConfigError, DataError and unknown names are ValueErrors
-        print(f"bnlab {args.command}: error: {err}", file=sys.stderr)
+    except UserError as err:
+        print(f"bnlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as err:
-        from bnlab.sweep.lock import SweepLockedError
-
-        if not isinstance(err, SweepLockedError):
-            raise
-        print(f"bnlab {args.command}: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except OSError as err:
+        print(f"bnlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume",
               file=sys.stderr)

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bnlab.recipes.ioffe2015 import MNIST, PCT, PCT_EVAL, TEST_ACC, TEST_N
 from bnlab.results import Store
 
-RECIPE = "ioffe2015.mnist"
+RECIPE = MNIST.name
 EVAL_STEPS = np.arange(1, 6) * 100  # (5,) evaluations at 100 ... 500
 PCT_STEPS = np.arange(0, 11) * 50  # (11,) snapshots at 0 ... 500
+TEST_SIZE = 1000  # test examples behind each accuracy: 1 SE of a difference at 0.9 is ~0.013
+LAYER = 3  # the last hidden layer's norm site
 
 AccFn = Callable[[str, float, int], np.ndarray]
 PctFn = Callable[[str, float, int], np.ndarray]
@@ -38,7 +41,8 @@ def acc_bn_wins(norm: str, lr: float, seed: int) -> np.ndarray:
 def drifting_tracks(step_size: float, seed: int) -> np.ndarray:
     """Percentile tracks (T, 20, 3) that move monotonically by ``step_size`` per snapshot.
 
-    Their total variation is exactly ``step_size * (T - 1)`` for every unit and percentile.
+    Their total variation is exactly ``step_size * (T - 1)`` for every unit and percentile,
+    and that of their running median over 5 snapshots ``step_size * (T - 5)``.
     """
     t = np.arange(PCT_STEPS.size, dtype=np.float64)[:, None, None]  # (T, 1, 1)
     offsets = np.array([-1.0, 0.0, 1.0]) + 0.01 * seed  # (3,) the 15/50/85th percentiles
@@ -71,6 +75,7 @@ def write_runs(
     skip: Callable[[str, float, int], bool] = lambda norm, lr, seed: False,
     extra_config: dict | None = None,
     arrays: bool = True,
+    eval_pct: PctFn | None = None,
 ) -> Store:
     """Register, fill and finish one run per (norm, lr, seed); return the open store."""
     pct = pct or pct_ratio(5.0)
@@ -83,21 +88,24 @@ def write_runs(
                 config = {"norm": norm, "lr": lr, "seed": seed, "steps": int(EVAL_STEPS[-1]),
                           "scale": scale, "data": data, **(extra_config or {})}
                 tracks = pct(norm, lr, seed) if arrays else None
-                _write_one(store, config, acc(norm, lr, seed), tracks, status(norm, lr, seed))
+                eval_tracks = eval_pct(norm, lr, seed) if arrays and eval_pct else None
+                _write_one(store, config, acc(norm, lr, seed), tracks, eval_tracks,
+                           status(norm, lr, seed))
     return store
 
 
 def _write_one(store: Store, config: dict, acc: np.ndarray, pct: np.ndarray | None,
-               status: str) -> None:
+               eval_pct: np.ndarray | None, status: str) -> None:
     run = store.register_run(run_key(config), RECIPE, config, config["seed"])
     store.start_run(run, resumed_from=None,
                     provenance={"git_sha": "0" * 40, "git_dirty": False, "device": "cpu",
                                 "packages": {"numpy": np.__version__}})
-    store.log_metrics(run, [(int(s), "test_acc", float(a))
-                            for s, a in zip(EVAL_STEPS, acc, strict=True)])
-    if pct is not None:
-        store.log_arrays(run, [(int(s), "sigmoid_input_pct", p)
-                               for s, p in zip(PCT_STEPS, pct, strict=True)])
+    store.log_metrics(run, [(int(s), name, float(v)) for s, a in zip(EVAL_STEPS, acc, strict=True)
+                            for name, v in ((TEST_ACC.name, a), (TEST_N.name, TEST_SIZE))])
+    for quantity, tracks in ((PCT, pct), (PCT_EVAL, eval_pct)):
+        if tracks is not None:
+            store.log_arrays(run, [(int(s), quantity.key(layer=LAYER), p)
+                                   for s, p in zip(PCT_STEPS, tracks, strict=True)])
     if status == "running":
         return
     error = {"diverged": "loss became nan at step 120", "failed": "Traceback ...\nValueError: boom"}

@@ -17,13 +17,13 @@ from bnlab.claims import (
     Rule,
     evaluate,
     get_claim,
-    get_recipe,
     list_claims,
     register_claim,
-    register_recipe,
     run_sets,
 )
-from bnlab.claims.registry import RecipeInfo
+from bnlab.errors import UserError
+from bnlab.recipes import get_card
+from bnlab.registry import UnknownNameError
 from bnlab.results import Store
 
 TOY = "toy.recipe"
@@ -91,6 +91,37 @@ def test_decision_table(store, scores, expected):
     assert verdict.measurement.mean == pytest.approx(np.mean(list(scores.values())))
     assert verdict.seeds == tuple(sorted(scores))
     assert verdict.reason
+
+
+def _explicit_mean(mean: float):
+    """A measure whose per-seed values are the stored scores and whose mean is ``mean``.
+
+    Claims may measure the seed-averaged data (``seedwise(mean="of_data")``), so the mean's
+    value need not be the mean of the seeds' values: the verdict must look at both.
+    """
+    def measure(store: Store, runs: pd.DataFrame) -> Measurement:
+        return Measurement(_score_measure(store, runs).per_seed, mean)
+
+    return measure
+
+
+@pytest.mark.parametrize(
+    ("scores", "mean", "expected"),
+    [
+        # Every seed holds but the mean fails: a rule that ignored the mean would say
+        # "supported".
+        pytest.param({0: 2.0, 1: 3.0, 2: 4.0}, 0.5, "inconclusive", id="seeds_hold_mean_fails"),
+        # Every seed fails but the mean holds: ignoring the mean would say "not supported".
+        pytest.param({0: 0.1, 1: 0.2, 2: 0.3}, 2.0, "inconclusive", id="seeds_fail_mean_holds"),
+        pytest.param({0: 2.0, 1: 3.0, 2: 4.0}, 2.0, "supported", id="all_hold"),
+        pytest.param({0: 0.1, 1: 0.2, 2: 0.3}, 0.5, "not supported", id="all_fail"),
+    ],
+)
+def test_seeds_and_mean_must_agree(store, scores, mean, expected):
+    _write(store, scores)
+    verdict = evaluate(_toy_claim(measure=_explicit_mean(mean)), store)
+    assert verdict.status == expected, verdict.reason
+    assert verdict.measurement.mean == mean
 
 
 def test_mean_only_reason_names_failing_seeds(store):
@@ -176,12 +207,11 @@ def test_bad_rule_and_claim_fields():
 def test_registry_rejects_duplicates_and_lists_valid_ids():
     with pytest.raises(ValueError, match="already registered"):
         register_claim(_toy_claim(id="c01"))
-    with pytest.raises(KeyError, match="c01"):
+    with pytest.raises(UnknownNameError, match="valid claims: .*c01") as err:
         get_claim("c77")
-    with pytest.raises(ValueError, match="already registered"):
-        register_recipe(RecipeInfo("ioffe2015.mnist", "p", "f", "t"))
-    with pytest.raises(KeyError, match=r"ioffe2015\.mnist"):
-        get_recipe("nope")
+    assert isinstance(err.value, UserError)
+    with pytest.raises(UnknownNameError, match=r"valid recipes: .*ioffe2015\.mnist"):
+        get_card("nope")
     assert [c.id for c in list_claims("ioffe2015.mnist")] == ["c01", "c02"]
     assert get_claim("c01") is list_claims()[0]
 

@@ -39,6 +39,12 @@ def _rows(db: Path, sql: str) -> list[tuple]:
         pytest.param(["run", RECIPE, "--set", "steps=many"], "steps", id="bad-type"),
         pytest.param(["run", "nosuch.recipe"], RECIPE, id="unknown-recipe-lists-valid"),
         pytest.param(["run", RECIPE, "--seeds", "x,y"], "--seeds", id="bad-seeds"),
+        pytest.param(["run", RECIPE, "--set", "scale=paper"], "--scale", id="scale-is-a-label"),
+        pytest.param(["run", RECIPE, "--set", "data=paper"], "--data", id="data-is-a-label"),
+        pytest.param(["run", RECIPE, "--set", "steps=-5"], "int >= 1", id="negative-steps"),
+        pytest.param(["run", RECIPE, "--set", "lr="], "at least one value", id="empty-axis"),
+        pytest.param(["run", RECIPE, "--set", "norm=bn,ln"], "one of bn, none",
+                     id="axis-value-not-a-choice"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(argv, needle, tmp_path, capsys):
@@ -48,6 +54,14 @@ def test_user_errors_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert needle in err
     assert "Traceback" not in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_user_error(tmp_path, capsys):
+    code = main(["run", RECIPE, "--device", "cuda", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--device cpu" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bnlab.db").exists()  # nothing ran
 
 
 def test_bad_yaml_key_exit_2(tmp_path, capsys):
@@ -77,13 +91,16 @@ def test_smoke_reproduce_writes_store_and_report(tmp_path):
     assert _rows(out / "bnlab.db", "SELECT COUNT(*) FROM metrics") == before
     resumed = "SELECT COUNT(*) FROM runs WHERE resumed_from IS NOT NULL"
     assert _rows(out / "bnlab.db", resumed) == [(0,)]
+    assert not (out / "checkpoints").exists()  # finished runs leave no empty folders
+    provs = _rows(out / "bnlab.db", "SELECT provenance FROM runs")
+    assert all('"device": "cpu"' in p and '"threads": 1' in p for (p,) in provs)
 
 
 def test_killed_run_resumes_and_matches_uninterrupted(tmp_path):
     """Kill a run mid-way, re-run the command: it resumes from its checkpoint and stores
     exactly what an uninterrupted run stores, with no duplicate rows."""
     common = ["--scale", "smoke", "--seeds", "1", "--no-progress",
-              "--set", "lrs=0.5", "--set", "norms=bn", "--set", "steps=3000",
+              "--set", "lr=0.5", "--set", "norm=bn", "--set", "steps=3000",
               "--set", "checkpoint_every=200", "--set", "eval_every=500",
               "--set", "pct_every=1000"]
     ref = tmp_path / "ref"

@@ -28,7 +28,7 @@ def test_list_norms_has_the_twelve_names():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"valid names: .*batch_renorm.*bn"):
+    with pytest.raises(ValueError, match=r"valid norms: .*batch_renorm.*bn"):
         create_norm("batchnorm9000", 4)
 
 

@@ -96,7 +96,7 @@ def test_curves_figure_draws_mean_and_min_max_band():
 def test_tracks_figure_draws_each_percentile():
     steps = np.arange(4.0)
     tracks = np.stack([steps - 1, steps, steps + 1], axis=1)  # (T=4, 3)
-    drawn = tracks_figure("t", [("a", steps, tracks)], caption="c")
+    drawn = tracks_figure("t", [("a", steps, tracks)], caption="c", levels=(15, 50, 85))
     lines = drawn.figure.axes[0].lines
     for j in range(3):
         np.testing.assert_allclose(lines[j].get_ydata(), tracks[:, j])

@@ -1,7 +1,8 @@
 """bnlab.claims: published claims as data, measured on stored results, judged by rule.
 
-Never imports torch. Importing the package registers every paper's claims and recipe
-metadata (one module per paper, e.g. :mod:`bnlab.claims.ioffe2015`).
+Never imports torch. Importing the package registers every paper's claims (one module per
+paper, e.g. :mod:`bnlab.claims.ioffe2015`); what they measure is declared on the recipe
+cards (:mod:`bnlab.recipes`); :mod:`bnlab.claims.helpers` holds what measurements share.
 
 Example:
     >>> from bnlab.claims import get_claim, list_claims
@@ -15,7 +16,6 @@ Example:
 from bnlab.claims import ioffe2015
 from bnlab.claims.core import (
     MIN_SEEDS,
-    SCALES,
     Claim,
     Detail,
     Measurement,
@@ -27,35 +27,23 @@ from bnlab.claims.core import (
     run_sets,
     select_runs,
 )
-from bnlab.claims.registry import (
-    RecipeInfo,
-    get_claim,
-    get_recipe,
-    list_claims,
-    list_recipes,
-    register_claim,
-    register_recipe,
-)
+from bnlab.claims.registry import CLAIMS, get_claim, list_claims, register_claim
 
 __all__ = [
+    "CLAIMS",
     "MIN_SEEDS",
-    "SCALES",
     "Claim",
     "Detail",
     "Measurement",
     "MissingDataError",
-    "RecipeInfo",
     "Rule",
     "RunSet",
     "Verdict",
     "evaluate",
     "get_claim",
-    "get_recipe",
     "ioffe2015",
     "list_claims",
-    "list_recipes",
     "register_claim",
-    "register_recipe",
     "run_sets",
     "select_runs",
 ]

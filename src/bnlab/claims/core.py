@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from bnlab.names import EXECUTION_FIELDS, SCALES
+
 if TYPE_CHECKING:
     from bnlab.results import Store
 
@@ -51,8 +53,6 @@ __all__ = [
     "select_runs",
 ]
 
-#: The recipe scales, smallest first (DESIGN.md, "Scales and data").
-SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
 #: Fewer seeds than this make every verdict inconclusive (DESIGN.md, "Claims").
 MIN_SEEDS = 3
 
@@ -66,7 +66,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
 }
 # Execution-only and per-seed config fields: runs that differ only in these are one condition.
-_NOT_CONDITION = frozenset({"seed", "out", "executor", "workers", "progress"})
+_NOT_CONDITION = EXECUTION_FIELDS | {"seed"}
 
 
 class MissingDataError(LookupError):

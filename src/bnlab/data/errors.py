@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from bnlab.errors import UserError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset file is missing, corrupt or cannot be fetched.
 
     The message always names the path (or URL) involved and what to do about it. It is a
-    ``ValueError`` so callers that validate user input can catch both alike.
+    :class:`~bnlab.errors.UserError` (a ``ValueError``): the CLI prints it as one line.
     """

@@ -7,32 +7,46 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bnlab.experiments.registry import Recipe, get_recipe, list_recipes
-from bnlab.sweep import RunSpec, SweepSummary, execute
-from bnlab.sweep.config import apply_overrides
+from bnlab.errors import UserError
+from bnlab.experiments.harness import resolve_device, run_spec
+from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
+from bnlab.sweep import SweepSummary, execute
 
 __all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes"]
 
+# An upper bound on seeds and on how many a run may ask for: a seed is a 64-bit value
+# (numpy, torch) and a list of them is held in memory.
+_MAX_SEED = 2**63 - 1
+_MAX_SEEDS = 10_000
+
 
 def parse_seeds(seeds: str | int | Sequence[int] | None, default: int) -> list[int]:
-    """``None`` → ``range(default)``; ``"3"`` or ``3`` → ``[0, 1, 2]``; ``"0,5"`` → ``[0, 5]``."""
+    """``None`` → ``range(default)``; ``"3"`` or ``3`` → ``[0, 1, 2]``; ``"0,5"`` → ``[0, 5]``.
+
+    Raises:
+        UserError: for text that is not a count or a list of seeds, no seed, a negative
+            seed, a seed past 2**63 − 1, or more than 10,000 seeds.
+    """
     if seeds is None:
         return list(range(default))
-    if isinstance(seeds, int):
-        values: list[int] = list(range(seeds))
-    elif isinstance(seeds, str):
+    bad = UserError(f"bad --seeds {str(seeds)[:40]!r}: give a count such as 3 or a list "
+                    f"such as 0,1,2 (at most {_MAX_SEEDS} seeds, each in [0, 2**63 - 1])")
+    if isinstance(seeds, str):
         try:
             parts = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise ValueError(
-                f"bad --seeds {seeds!r}: give a count such as 3 or a list such as 0,1,2"
-            ) from None
-        values = list(range(parts[0])) if len(parts) == 1 and "," not in seeds else parts
+            raise bad from None
+        as_count = len(parts) == 1 and "," not in seeds
     else:
-        values = [int(s) for s in seeds]
-    if not values or any(s < 0 for s in values):
-        raise ValueError(f"bad --seeds {seeds!r}: need at least one seed, all >= 0")
-    return values
+        parts = [int(seeds)] if isinstance(seeds, int) else [int(s) for s in seeds]
+        as_count = isinstance(seeds, int)
+    if as_count:
+        if not 1 <= parts[0] <= _MAX_SEEDS:
+            raise bad
+        return list(range(parts[0]))
+    if not parts or len(parts) > _MAX_SEEDS or any(not 0 <= s <= _MAX_SEED for s in parts):
+        raise bad
+    return parts
 
 
 def plan(
@@ -43,15 +57,13 @@ def plan(
     seeds: str | int | Sequence[int] | None = None,
     sets: Sequence[str] = (),
     config_file: Path | None = None,
-) -> tuple[Recipe, Any, list[RunSpec]]:
-    """The recipe, its validated config and its run grid, without running anything."""
+    device: str = "cpu",
+) -> Plan[Any]:
+    """The recipe's validated config and run grid at ``scale``, without running anything."""
     recipe = get_recipe(name)
-    if scale not in recipe.presets:
-        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(recipe.presets)}")
-    base = recipe.presets[scale]
-    cfg = apply_overrides(base, [f"data={data}", *sets], yaml_path=config_file)
-    specs = recipe.expand(cfg, parse_seeds(seeds, recipe.default_seeds[scale]))
-    return recipe, cfg, specs
+    return recipe.plan(scale, data=data, seeds=parse_seeds(seeds, recipe.seeds.get(scale, 3)),
+                       sets=sets,
+                       config_file=config_file, execution={"device": device})
 
 
 def run_recipes(
@@ -68,26 +80,34 @@ def run_recipes(
     workers: int = 2,
     retry_failed: bool = False,
     progress: bool = True,
+    device: str = "auto",
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
     Every recipe is planned (and its overrides validated) before the first run starts, so a
     typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
+    With several recipes, every ``--set`` key must be a field of each of them.
     """
     if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise UserError(f"--data-dir {str(data_dir)!r} is not a folder; give the folder "
+                            "that holds mnist.npz / cifar10.npz")
         # Workers are separate processes: the data location travels in the environment.
         os.environ["BNLAB_DATA"] = str(Path(data_dir).resolve())
+    resolved = resolve_device(device)
     plans = [
-        plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file)
+        plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
+             device=resolved)
         for n in (names or list_recipes())
     ]
     summaries = []
-    for recipe, _cfg, specs in plans:
+    for p in plans:
+        card = p.recipe.card
         if progress:
-            print(f"{recipe.name}: {len(specs)} runs at {scale} scale "
-                  f"({recipe.paper}, {recipe.figure})")
+            print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {resolved} "
+                  f"({card.paper}, {card.figure})")
         summaries.append(
-            execute(specs, out, recipe.run, executor=executor, workers=workers,
+            execute(p.specs, out, run_spec, executor=executor, workers=workers,
                     retry_failed=retry_failed, progress=progress)
         )
     return summaries
@@ -97,8 +117,10 @@ def describe_recipes() -> str:
     """A table of the registered recipes for ``bnlab list``."""
     lines = []
     for name in list_recipes():
-        r = get_recipe(name)
-        lines.append(f"{name}\n  {r.paper}, {r.figure}: {r.summary}\n"
-                     f"  scales: {', '.join(r.presets)}; quick scale: {r.quick_runtime}\n"
-                     f"  data: {r.data}")
+        card = get_recipe(name).card
+        runtimes = "; ".join(f"{s}: {t}" for s, t in card.runtime.items())
+        lines.append(f"{name}\n  {card.paper}, {card.figure}: {card.summary}\n"
+                     f"  runtime: {runtimes or 'not stated'}\n"
+                     f"  --data paper: {card.data_paper if card.dataset else 'no dataset'}\n"
+                     f"  --data mnist1d: {card.data_mnist1d}")
     return "\n".join(lines)

@@ -16,15 +16,14 @@ from typing import TypeVar
 
 from torch import nn
 
-__all__ = ["create_norm", "list_norms", "register_norm"]
+from bnlab.registry import Registry
 
-_NORMS: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["NORMS", "create_norm", "list_norms", "register_norm"]
+
+#: Every norm factory by name.
+NORMS: Registry[Callable[..., nn.Module]] = Registry("norm")
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
-
-
-def _canonical(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
 
 
 def register_norm(name: str) -> Callable[[F], F]:
@@ -37,12 +36,8 @@ def register_norm(name: str) -> Callable[[F], F]:
     Raises:
         ValueError: if the name is already registered.
     """
-    key = _canonical(name)
-
     def decorator(factory: F) -> F:
-        if key in _NORMS:
-            raise ValueError(f"norm {key!r} is already registered; pick another name")
-        _NORMS[key] = factory
+        NORMS.add(name, factory)
         return factory
 
     return decorator
@@ -50,7 +45,7 @@ def register_norm(name: str) -> Callable[[F], F]:
 
 def list_norms() -> list[str]:
     """Return the registered norm names, sorted."""
-    return sorted(_NORMS)
+    return NORMS.names()
 
 
 def create_norm(name: str, num_features: int, **kwargs: object) -> nn.Module:
@@ -62,11 +57,11 @@ def create_norm(name: str, num_features: int, **kwargs: object) -> nn.Module:
         **kwargs: the BatchNorm signature plus the norm's own options.
 
     Raises:
-        ValueError: for an unknown name (the message lists the valid names) or C < 1.
+        bnlab.registry.UnknownNameError: for an unknown name (the message lists the valid
+            names).
+        ValueError: for C < 1.
     """
-    key = _canonical(name)
-    if key not in _NORMS:
-        raise ValueError(f"unknown norm {name!r}; valid names: {', '.join(list_norms())}")
+    factory = NORMS.get(name)
     if not isinstance(num_features, int) or num_features < 1:
         raise ValueError(f"num_features must be an int >= 1, got {num_features!r}")
-    return _NORMS[key](num_features, **kwargs)
+    return factory(num_features, **kwargs)

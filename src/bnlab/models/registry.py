@@ -20,18 +20,17 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "model_options", "register_model"]
+from bnlab.registry import Registry, normalize_name
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["MODELS", "create_model", "list_models", "model_options", "register_model"]
+
+#: Every model builder by name.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 # Arguments every builder takes; the rest of its keyword-only parameters are its options.
 _COMMON = ("norm", "norm_kwargs", "in_shape", "num_classes")
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
-
-
-def _canonical(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
 
 
 def register_model(name: str) -> Callable[[F], F]:
@@ -46,16 +45,14 @@ def register_model(name: str) -> Callable[[F], F]:
         ValueError: if the name is already registered or the builder lacks a common
             argument.
     """
-    key = _canonical(name)
+    key = normalize_name(name)
 
     def decorator(builder: F) -> F:
-        if key in _MODELS:
-            raise ValueError(f"model {key!r} is already registered; pick another name")
         params = inspect.signature(builder).parameters
         missing = [p for p in _COMMON if p not in params]
         if missing:
             raise ValueError(f"builder for {key!r} must take {', '.join(missing)}")
-        _MODELS[key] = builder
+        MODELS.add(key, builder)
         return builder
 
     return decorator
@@ -63,7 +60,7 @@ def register_model(name: str) -> Callable[[F], F]:
 
 def list_models() -> list[str]:
     """Return the registered model names, sorted."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -112,7 +109,7 @@ def create_model(
     if unknown:
         valid = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "(none)"
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for model {_canonical(name)!r}; "
+            f"unknown option(s) {', '.join(unknown)} for model {normalize_name(name)!r}; "
             f"valid options: {valid}"
         )
     shape = _check_shape(in_shape)
@@ -125,10 +122,7 @@ def create_model(
 
 
 def _lookup(name: str) -> Callable[..., nn.Module]:
-    key = _canonical(name) if isinstance(name, str) else name
-    if key not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    return _MODELS[key]
+    return MODELS.get(name)
 
 
 def _check_shape(in_shape: Sequence[int]) -> tuple[int, ...]:

@@ -8,10 +8,10 @@ Example:
 from bnlab.report.figures import (
     FIGURES,
     Panel,
+    RecipeFigure,
     Series,
     curves_figure,
-    ioffe_fig1a,
-    ioffe_fig1bc,
+    figure,
     tracks_figure,
 )
 from bnlab.report.html import REPORT_NAME, write_report
@@ -22,10 +22,10 @@ __all__ = [
     "REPORT_NAME",
     "DrawnFigure",
     "Panel",
+    "RecipeFigure",
     "Series",
     "curves_figure",
-    "ioffe_fig1a",
-    "ioffe_fig1bc",
+    "figure",
     "save_figure",
     "tracks_figure",
     "write_report",

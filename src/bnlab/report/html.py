@@ -23,16 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from bnlab import __version__
-from bnlab.claims import (
-    MissingDataError,
-    RecipeInfo,
-    RunSet,
-    Verdict,
-    evaluate,
-    list_claims,
-    list_recipes,
-    run_sets,
-)
+from bnlab.claims import MissingDataError, RunSet, Verdict, evaluate, list_claims, run_sets
+from bnlab.recipes import Card, list_cards
 from bnlab.report.figures import FIGURES
 from bnlab.report.style import save_figure, slug
 from bnlab.results import STATUSES, Store, git_info
@@ -159,15 +151,12 @@ def _provenance(runs: pd.DataFrame, head: str | None) -> str:
     return f'<table class="provenance">{rows}</table>'
 
 
-def _figures_html(store: Store, info: RecipeInfo, run_set: RunSet, fig_dir: Path) -> str:
+def _figures_html(store: Store, info: Card, run_set: RunSet, fig_dir: Path) -> str:
     finished = run_set.runs[run_set.runs["status"] == "finished"]
     parts = []
     for name in info.figures:
-        if name not in FIGURES:
-            raise KeyError(f"recipe {info.name!r} asks for unknown figure {name!r}; "
-                           f"known: {', '.join(sorted(FIGURES))}")
         try:
-            drawn = FIGURES[name](store, finished)
+            drawn = FIGURES.get(name).draw(store, finished)
         except MissingDataError as err:
             parts.append(f'<p class="muted">Figure {_e(name)} not drawn: {_e(err)}</p>')
             continue
@@ -181,7 +170,7 @@ def _figures_html(store: Store, info: RecipeInfo, run_set: RunSet, fig_dir: Path
     return "".join(parts)
 
 
-def _run_set_html(store: Store, info: RecipeInfo | None, run_set: RunSet, fig_dir: Path) -> str:
+def _run_set_html(store: Store, info: Card | None, run_set: RunSet, fig_dir: Path) -> str:
     parts = [f"<h3>{_e(run_set.label)}</h3>", "<h4>Runs by status</h4>",
              _counts_table(run_set.runs), _runs_table(run_set.runs)]
     if info is not None:
@@ -193,22 +182,22 @@ def _run_set_html(store: Store, info: RecipeInfo | None, run_set: RunSet, fig_di
     return "".join(parts)
 
 
-def _recipe_html(store: Store, name: str, info: RecipeInfo | None, fig_dir: Path) -> str:
+def _recipe_html(store: Store, name: str, info: Card | None, fig_dir: Path) -> str:
     sets = run_sets(store, name)
     if not sets:
         return ""  # a recipe with no runs in the store is simply absent
     if info is None:
         title = f"{_e(name)} <span class=\"muted\">(no claims registered)</span>"
     else:
-        title = f"{_e(info.paper)}, {_e(info.figure)}: {_e(info.title)}"
+        title = f"{_e(info.paper)}, {_e(info.figure)}: {_e(info.summary)}"
     body = "".join(_run_set_html(store, info, rs, fig_dir) for rs in sets)
     return (f'<section class="recipe" id="{_e(slug(name))}"><h2>{title}</h2>'
             f'<p class="muted">recipe <code>{_e(name)}</code></p>{body}</section>')
 
 
-def _recipes(store: Store) -> list[tuple[str, RecipeInfo | None]]:
+def _recipes(store: Store) -> list[tuple[str, Card | None]]:
     """Registered recipes, then any other recipe that has runs in the store."""
-    infos = {info.name: info for info in list_recipes()}
+    infos = {card.name: card for card in list_cards()}
     stored = sorted(set(store.runs()["recipe"]))
     return [*infos.items(), *((n, None) for n in stored if n not in infos)]
 

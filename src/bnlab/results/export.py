@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bnlab.errors import UserError
 from bnlab.results.store import DB_NAME, Store
 
 __all__ = ["FORMATS", "export"]
@@ -50,7 +51,7 @@ def export(out_dir: str | Path, format: str = "csv", dest: str | Path | None = N
         The written paths, in the order runs, metrics, arrays.
 
     Raises:
-        ValueError: for an unknown format.
+        UserError: for an unknown format.
         FileNotFoundError: if ``out_dir`` holds no results database.
 
     Example:
@@ -58,7 +59,7 @@ def export(out_dir: str | Path, format: str = "csv", dest: str | Path | None = N
         [PosixPath('tables/runs.parquet'), ...]
     """
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
+        raise UserError(f"unknown export format {format!r}; valid formats: {', '.join(FORMATS)}")
     db = Path(out_dir) / DB_NAME
     if not db.is_file():
         raise FileNotFoundError(f"no results database at {db}; run a sweep with --out {out_dir}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bnlab.errors import UserError
 from bnlab.results.store import DB_NAME, Store
 
 __all__ = ["status_text"]
@@ -13,11 +14,11 @@ def status_text(out_dir: str | Path) -> str:
     """A short plain-text summary of the store in ``out_dir``.
 
     Raises:
-        ValueError: when ``out_dir`` holds no results database.
+        UserError: when ``out_dir`` holds no results database.
     """
     path = Path(out_dir) / DB_NAME
     if not path.is_file():
-        raise ValueError(f"no results in {out_dir} (no {DB_NAME}); run `bnlab run RECIPE "
+        raise UserError(f"no results in {out_dir} (no {DB_NAME}); run `bnlab run RECIPE "
                          f"--out {out_dir}` first or pass the right --out")
     with Store(out_dir) as store:
         runs = store.runs()

@@ -111,6 +111,10 @@ def _from_npy(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
+def _json_or_empty(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
 def _as_list(value: Any, kind: type) -> list | None:
     """``None`` -> ``None``; a single ``kind`` -> ``[value]``; an iterable -> a list."""
     if value is None:
@@ -353,10 +357,16 @@ class Store:
         args: tuple = ()
         if recipe is not None:
             sql, args = sql + " WHERE recipe = ?", (recipe,)
-        df = pd.DataFrame(self._con.execute(sql + " ORDER BY id", args).fetchall(),
-                          columns=list(_RUN_COLUMNS))
-        for col in ("config", "provenance"):
-            df[col] = [json.loads(v) if v else {} for v in df[col]]
+        rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        # JSON is parsed before pandas sees it: a NULL provenance (a pending run) would
+        # become NaN in a text column, which json cannot read.
+        parsed = {col: [_json_or_empty(r[_RUN_COLUMNS.index(col)]) for r in rows]
+                  for col in ("config", "provenance")}
+        df = pd.DataFrame(rows, columns=list(_RUN_COLUMNS), dtype=object)
+        for col, values in parsed.items():
+            df[col] = pd.Series(values, index=df.index, dtype=object)
+        for col in ("id", "seed"):
+            df[col] = df[col].astype("int64")
         fields = sorted({k for cfg in df["config"] for k in cfg})
         flat = pd.DataFrame(
             {f"cfg.{f}": [cfg.get(f) for cfg in df["config"]] for f in fields}, index=df.index
@@ -400,6 +410,12 @@ class Store:
             "SELECT step, npy FROM arrays WHERE run=? AND name=? ORDER BY step", (run, name)
         ).fetchall()
         return [(int(step), _from_npy(blob)) for step, blob in rows]
+
+    def array_names(self, run: int) -> list[str]:
+        """The distinct array names run ``run`` stored, sorted (no data is read)."""
+        rows = self._con.execute(
+            "SELECT DISTINCT name FROM arrays WHERE run=? ORDER BY name", (run,)).fetchall()
+        return [name for (name,) in rows]
 
     def array_index(self) -> pd.DataFrame:
         """A summary of the stored arrays: ``[run, step, name, dtype, shape]``, no data."""

@@ -6,7 +6,11 @@ against the dataclass fields, so a typo is a one-line :class:`ConfigError` namin
 and the valid choices (the CLI prints it and exits with status 2), never a silently ignored
 setting or a traceback. Supported field types: ``int``, ``float``, ``bool``, ``str``,
 ``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]``, ``list[X]``, ``dict``,
-``X | None`` and nested dataclasses (addressed with dotted keys, ``model.width=64``).
+``X | None``, nested dataclasses (addressed with dotted keys, ``model.width=64``) and
+``Annotated[X, Range(...)]`` (:data:`PosInt`, :data:`NonNegInt`, :data:`PosFloat`,
+:data:`Probability`), whose bounds are checked on every override and by
+:func:`validate_config`. A recipe's grid axes (``lr``, ``norm``) take a list of values
+through :func:`apply_sweep_overrides`.
 
 Example:
     >>> from dataclasses import dataclass
@@ -22,15 +26,31 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "config_to_dict"]
+from bnlab.errors import UserError
+
+__all__ = [
+    "LABELS",
+    "ConfigError",
+    "NonNegInt",
+    "PosFloat",
+    "PosInt",
+    "Probability",
+    "Range",
+    "apply_overrides",
+    "apply_sweep_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "validate_config",
+]
 
 C = TypeVar("C")
 _TRUE = {"true", "yes", "on", "1"}
@@ -38,8 +58,53 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null", "~"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad override: unknown key, wrong type or invalid choice (one-line message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field: ``Annotated[int, Range(1)]`` is an int >= 1.
+
+    Attributes:
+        low: the smallest allowed value (``None``: unbounded).
+        high: the largest allowed value (``None``: unbounded).
+        open_low: exclude ``low`` itself (``PosFloat`` is ``> 0``).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is out of range, or ``None`` when it is fine."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a finite number"
+        too_low = self.low is not None and (
+            value <= self.low if self.open_low else value < self.low)
+        too_high = self.high is not None and value > self.high
+        return str(self) if too_low or too_high else None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        return " and ".join(parts) or "any number"
+
+
+#: An int >= 1 (steps, batch sizes, widths, periods that must run).
+PosInt = Annotated[int, Range(1)]
+#: An int >= 0 (a period where 0 means never).
+NonNegInt = Annotated[int, Range(0)]
+#: A float > 0 (learning rates, scales).
+PosFloat = Annotated[float, Range(0, open_low=True)]
+#: A float in [0, 1].
+Probability = Annotated[float, Range(0, 1)]
+
+#: Run labels set by the harness from the command line, never config fields.
+LABELS = {"scale": "--scale", "data": "--data", "seed": "--seeds", "device": "--device"}
 
 
 class _BadValue(Exception):
@@ -52,12 +117,19 @@ class _BadValue(Exception):
 
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        ranges = [str(m) for m in tp.__metadata__ if isinstance(m, Range)]
+        return " ".join([_type_name(args[0]), *ranges])
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if tp is type(None):
         return "none"
+    if origin in (tuple, list) and args and (origin is list or args[-1] is Ellipsis):
+        return f"a list of ({_type_name(args[0])})"
+    if origin is tuple and args:
+        return "(" + ", ".join(_type_name(a) for a in args) + ")"
     return getattr(tp, "__name__", str(tp)) if origin is None else str(tp).replace("typing.", "")
 
 
@@ -128,6 +200,12 @@ def _parse_sequence(tp: Any, value: Any, text: bool) -> Any:
 def _parse(tp: Any, value: Any, text: bool) -> Any:
     """``value`` (a ``str`` from ``--set`` when ``text``, else a YAML value) as type ``tp``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        parsed = _parse(args[0], value, text)
+        for bound in (m for m in tp.__metadata__ if isinstance(m, Range)):
+            if bound.problem(parsed) is not None:
+                raise _BadValue(_type_name(tp))
+        return parsed
     if tp is Any:
         return yaml.safe_load(value) if text else value
     if origin is Literal:
@@ -158,7 +236,7 @@ def _parse(tp: Any, value: Any, text: bool) -> Any:
 
 
 def _fields(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
@@ -179,6 +257,9 @@ class _Applier:
         self.root_cls, self.name = type(cfg), name
 
     def unknown(self, key: str) -> ConfigError:
+        if key in LABELS:
+            return ConfigError(f"{key!r} is not a config field of {self.name}: set it with "
+                               f"{LABELS[key]} (it labels the runs)")
         valid = ", ".join(_leaf_keys(self.root_cls))
         return ConfigError(f"unknown key {key!r} for {self.name}; valid keys: {valid}")
 
@@ -192,12 +273,7 @@ class _Applier:
             return self._assign_group(cfg, head, tp, path, value, text, full)
         if len(path) > 1:
             raise self.unknown(done + ".".join(path))
-        try:
-            parsed = _parse(tp, value, text)
-        except _BadValue as bad:
-            message = f"bad value {value!r} for {full!r}: expected {bad.expected}"
-            raise ConfigError(message) from None
-        return dataclasses.replace(cfg, **{head: parsed})
+        return dataclasses.replace(cfg, **{head: _parse_field(tp, value, text, full)})
 
     def _assign_group(self, cfg: Any, head: str, tp: type, path: list[str], value: Any,
                       text: bool, full: str) -> Any:
@@ -211,6 +287,20 @@ class _Applier:
             keys = ", ".join(_leaf_keys(tp, full + "."))
             raise ConfigError(f"{full!r} is a group of settings; set one of: {keys}")
         return dataclasses.replace(cfg, **{head: sub})
+
+
+def _excerpt(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message never echoes a huge value)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_field(tp: Any, value: Any, text: bool, key: str) -> Any:
+    try:
+        return _parse(tp, value, text)
+    except _BadValue as bad:
+        raise ConfigError(f"bad value {_excerpt(value)} for {key!r}: expected {bad.expected}"
+                          ) from None
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -305,3 +395,88 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"config_to_dict needs a dataclass instance, got {type(cfg).__name__}")
     return _plain(cfg)
+
+
+def apply_sweep_overrides(
+    cfg: C,
+    axes: Mapping[str, Sequence[Any]],
+    sets: Sequence[str] = (),
+    yaml_path: str | Path | None = None,
+    *,
+    name: str | None = None,
+) -> tuple[C, dict[str, tuple[Any, ...]]]:
+    """Overrides for a sweep: grid axes take lists, every other key as :func:`apply_overrides`.
+
+    A key that names an axis of ``axes`` (a config field swept over, such as ``lr``)
+    replaces that axis's values: ``--set lr=0.1,0.5`` or a YAML list; each value is
+    parsed and validated as the field's type (a ``Literal`` field accepts only its
+    choices). Other keys change the shared config.
+
+    Returns:
+        The new config and the new axes.
+
+    Raises:
+        ConfigError: as :func:`apply_overrides`, and for an axis given no value.
+    """
+    grid = {k: tuple(v) for k, v in axes.items()}
+    applier = _Applier(cfg, name or type(cfg).__name__)
+    fields = _fields(type(cfg))
+    pairs: list[tuple[str, Any, bool]] = []
+    if yaml_path is not None:
+        pairs += [(str(k), v, False) for k, v in _read_yaml(yaml_path).items()]
+    pairs += [(*_split_set(item), True) for item in sets]
+    for key, value, text in pairs:
+        if key in grid:
+            grid[key] = _parse_axis(fields[key], value, text, key)
+        else:
+            cfg = applier.assign(cfg, key.split("."), value, text=text)
+    return cfg, grid
+
+
+def _parse_axis(tp: Any, value: Any, text: bool, key: str) -> tuple[Any, ...]:
+    items = value if isinstance(value, list | tuple) else [value]
+    parsed = _parse_field(tuple[tp, ...], items if not text else value, text, key)
+    if not parsed:
+        raise ConfigError(f"{key!r} is swept over: give at least one value, e.g. {key}=0.1")
+    return tuple(parsed)
+
+
+def config_from_dict(cls: type[C], values: Mapping[str, Any], *, name: str | None = None) -> C:
+    """Rebuild the typed config ``cls`` from its JSON form (lists back to tuples).
+
+    Keys of ``values`` that are not fields of ``cls`` (run labels such as ``scale``) are
+    ignored; a missing field takes its default. The result is validated.
+
+    Raises:
+        ConfigError: for a value that does not fit its field.
+    """
+    fields = _fields(cls)
+    kwargs = {}
+    for key, tp in fields.items():
+        if key not in values:
+            continue
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = config_from_dict(tp, values[key], name=name)
+        else:
+            kwargs[key] = _parse_field(tp, values[key], False, key)
+    return validate_config(cls(**kwargs), name=name)
+
+
+def validate_config(cfg: C, *, name: str | None = None) -> C:
+    """Check every field of ``cfg`` (nested too) against its type's bounds; return ``cfg``.
+
+    Raises:
+        ConfigError: naming the first field out of range and what it expects.
+    """
+    for key, tp in _fields(type(cfg)).items():
+        value = getattr(cfg, key)
+        if dataclasses.is_dataclass(tp):
+            validate_config(value, name=name)
+            continue
+        try:
+            _parse(tp, _plain(value) if isinstance(value, tuple) else value, False)
+        except _BadValue as bad:
+            where = f" of {name}" if name else ""
+            raise ConfigError(f"bad value {_excerpt(value)} for {key!r}{where}: expected "
+                              f"{bad.expected}") from None
+    return cfg

@@ -33,6 +33,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from bnlab.errors import UserError
+from bnlab.names import EXECUTORS
 from bnlab.results import STATUSES, Store, provenance
 from bnlab.sweep.context import RunContext
 from bnlab.sweep.keys import RunSpec
@@ -40,7 +42,6 @@ from bnlab.sweep.lock import dir_lock
 
 __all__ = ["EXECUTORS", "RunFn", "RunRecord", "SweepSummary", "execute", "latest_step"]
 
-EXECUTORS = ("serial", "process")
 RunFn = Callable[[RunSpec, RunContext], Any]
 _OUTCOMES = ("finished", "diverged")
 
@@ -161,8 +162,20 @@ def _run_one(
         error = traceback.format_exc()
         ctx.flush()
         store.finish_run(run_id, "failed", error=error)
+        _prune(ckpt)
         return RunRecord(key, "failed", 0, error)
-    return _finish(store, run_id, key, outcome)
+    record = _finish(store, run_id, key, outcome)
+    _prune(ckpt)
+    return record
+
+
+def _prune(ckpt: Path) -> None:
+    """Remove a run's checkpoint folder, and ``checkpoints/``, once they are empty."""
+    for folder in (ckpt, ckpt.parent):
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
 
 
 def _run_in_worker(
@@ -251,9 +264,9 @@ def _collect(store: Store, fut: Future, spec: RunSpec, run_id: int) -> RunRecord
 
 def _check_args(executor: str, workers: int, run_fn: RunFn) -> None:
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an int >= 1, got {workers!r}")
     if executor == "process":
         try:
             pickle.dumps(run_fn)

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bnlab.names import EXECUTION_FIELDS
+
 __all__ = ["EXECUTION_FIELDS", "RunSpec", "canonical_json", "run_key"]
 
-EXECUTION_FIELDS = frozenset({"out", "executor", "workers", "progress"})
 
 
 def _check_finite(value: Any, path: str) -> None:
@@ -73,11 +74,14 @@ class RunSpec:
         config: the run's configuration (JSON-ready; see :func:`bnlab.sweep.config_to_dict`).
         seed: the run's seed. It is part of the key: :attr:`key` hashes ``config`` with
             ``seed`` added, and a ``config["seed"]`` that disagrees is an error.
+        execution: how to run it, not what it computes (``device``): neither part of the
+            key nor stored with the config.
     """
 
     recipe: str
     config: dict[str, Any] = field(hash=False)
     seed: int = 0
+    execution: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if "seed" in self.config and self.config["seed"] != self.seed:

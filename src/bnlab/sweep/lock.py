@@ -17,14 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bnlab.errors import UserError
+
 __all__ = ["LOCK_NAME", "SweepLockedError", "dir_lock"]
 
 LOCK_NAME = ".bnlab.lock"
 _POLL_S = 0.05
 
 
-class SweepLockedError(RuntimeError):
-    """Another process holds the output directory's sweep lock."""
+class SweepLockedError(UserError):
+    """Another process holds the output directory's sweep lock (one line, exit status 2)."""
 
 
 def _holder(path: Path) -> str:
