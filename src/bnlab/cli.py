@@ -75,11 +75,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from bnlab.report import write_report
-    from bnlab.results import DB_NAME
+    from bnlab.report.summary import verdict_table
+    from bnlab.results import DB_NAME, Store
 
     if not (args.out / DB_NAME).is_file():
         raise UserError(f"no results in {args.out} (no {DB_NAME}); run `bnlab run RECIPE "
-                         f"--out {args.out}` first or pass the right --out")
+                        f"--out {args.out}` first or pass the right --out")
+    if args.summary:
+        with Store(args.out) as store:
+            print(verdict_table(store), end="")
+        return 0
     print(f"report: {write_report(args.out)}")
     return 0
 
@@ -132,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write <out>/report.html from the stored results")
     report.add_argument("--out", type=Path, default=Path("bnlab_out"))
+    report.add_argument("--summary", action="store_true",
+                        help="print the verdict table as Markdown instead (for the README)")
     report.set_defaults(func=_cmd_report)
 
     status = sub.add_parser("status", help="runs by status, failures with their first error line")

@@ -119,7 +119,8 @@ def test_c02_smooths_jitter_but_not_drift(tmp_path):
     jitter = rng.normal(0.0, 0.2, size=(PCT_STEPS.size, 20, 3))
 
     def pct(norm, lr, seed):
-        return drifting_tracks(0.05, seed) if norm == "none" else drifting_tracks(0.0, seed) + jitter
+        still = drifting_tracks(0.0, seed) + jitter
+        return drifting_tracks(0.05, seed) if norm == "none" else still
 
     m = _status(tmp_path, pct=pct)["c02"].measurement
     none_tv = 0.05 * (PCT_STEPS.size - SMOOTH)

@@ -207,7 +207,7 @@ def test_bad_rule_and_claim_fields():
 def test_registry_rejects_duplicates_and_lists_valid_ids():
     with pytest.raises(ValueError, match="already registered"):
         register_claim(_toy_claim(id="c01"))
-    with pytest.raises(UnknownNameError, match="valid claims: .*c01") as err:
+    with pytest.raises(UnknownNameError, match=r"valid claims: .*c01") as err:
         get_claim("c77")
     assert isinstance(err.value, UserError)
     with pytest.raises(UnknownNameError, match=r"valid recipes: .*ioffe2015\.mnist"):

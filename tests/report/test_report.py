@@ -100,3 +100,17 @@ def test_tracks_figure_draws_each_percentile():
     lines = drawn.figure.axes[0].lines
     for j in range(3):
         np.testing.assert_allclose(lines[j].get_ydata(), tracks[:, j])
+
+
+def test_verdict_table_is_generated_from_the_store(report_dir, capsys):
+    from bnlab.cli import main
+
+    assert main(["report", "--summary", "--out", str(report_dir)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| claim | recipe |")
+    rows = [r for r in table[2:] if r.startswith("| c")]
+    with Store(report_dir) as store:
+        for cid in ("c01", "c02"):
+            (row,) = [r for r in rows if r.startswith(f"| {cid} |")]
+            assert f"**{evaluate(get_claim(cid), store).status}**" in row
+            assert "quick, mnist1d" in row

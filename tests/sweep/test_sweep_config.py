@@ -145,3 +145,9 @@ def test_config_to_dict_is_json_ready_and_keys_follow_values():
     assert run_key(d) != run_key(config_to_dict(Cfg()))
     with pytest.raises(TypeError):
         config_to_dict({"lr": 0.1})
+
+
+def test_long_values_are_cut_in_messages():
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Cfg(), ["lr=" + "9" * 10_000 + "x"], name=NAME)
+    assert len(str(err.value)) < 300

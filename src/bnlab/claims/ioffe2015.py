@@ -66,7 +66,8 @@ def _test_n(store: Store, runs: pd.DataFrame) -> float:
     counts = load_curves(store, runs, TEST_N, BY)
     values = np.unique(np.concatenate([v.ravel() for v in counts.values.values()]))
     if values.size != 1:
-        raise MissingDataError(f"runs were evaluated on different test sizes {values}")
+        raise MissingDataError(f"runs were evaluated on {values.size} different test sizes "
+                               f"({values[0]:g}, {values[1]:g}, ...)")
     return float(values[0])
 
 

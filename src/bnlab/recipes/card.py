@@ -57,6 +57,8 @@ class Quantity:
         meaning: what the value is, in one sentence (units included).
         when: the steps it is stored at, in words (``"every eval_every steps"``).
         keys: example values of each placeholder (the report and fake stores use them).
+        constant: the value a metric takes in every run when it is a fixed count (e.g. the
+            test-set size), for fake stores; ``None`` for a measurement.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Quantity:
     meaning: str
     when: str
     keys: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False)
+    constant: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("metric", "array"):
@@ -126,10 +129,10 @@ class Quantity:
         return size + (int(extra) if extra else 0)
 
 
-def metric(name: str, meaning: str, *, when: str, keys: Mapping[str, tuple] | None = None
-           ) -> Quantity:
-    """A scalar stored per step."""
-    return Quantity(name, "metric", (), meaning, when, dict(keys or {}))
+def metric(name: str, meaning: str, *, when: str, keys: Mapping[str, tuple] | None = None,
+           constant: float | None = None) -> Quantity:
+    """A scalar stored per step (``constant``: a fixed count, e.g. a test-set size)."""
+    return Quantity(name, "metric", (), meaning, when, dict(keys or {}), constant)
 
 
 def array(name: str, shape: Sequence[int | str], meaning: str, *, when: str,

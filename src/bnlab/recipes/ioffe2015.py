@@ -17,7 +17,7 @@ PERCENTILES = (15, 50, 85)
 TEST_ACC = metric("test_acc", "accuracy on the whole test split, as a fraction",
                   when="every eval_every steps and at the end")
 TEST_N = metric("test_n", "the number of test examples behind test_acc (for its binomial "
-                "standard error)", when="with every test_acc")
+                "standard error)", when="with every test_acc", constant=10_000)
 _SITE = {"layer": (3,)}  # the last hidden layer's norm site with the default widths
 _PCT_TRAIN = activation_quantities(
     "sigmoid_input", units="pct_units", levels=len(PERCENTILES), bins="hist_bins", keys=_SITE,

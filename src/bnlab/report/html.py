@@ -192,7 +192,22 @@ def _recipe_html(store: Store, name: str, info: Card | None, fig_dir: Path) -> s
         title = f"{_e(info.paper)}, {_e(info.figure)}: {_e(info.summary)}"
     body = "".join(_run_set_html(store, info, rs, fig_dir) for rs in sets)
     return (f'<section class="recipe" id="{_e(slug(name))}"><h2>{title}</h2>'
-            f'<p class="muted">recipe <code>{_e(name)}</code></p>{body}</section>')
+            f'<p class="muted">recipe <code>{_e(name)}</code></p>'
+            f"{_card_html(info) if info else ''}{body}</section>")
+
+
+def _card_html(card: Card) -> str:
+    """The recipe's data sources and what it stores, from its card."""
+    data = (f"<b>--data paper</b>: {_e(card.data_paper)}; " if card.dataset else
+            "<b>no dataset</b> (the runs record data=none); ")
+    rows = "".join(
+        f"<tr><td><code>{_e(q.name)}</code></td><td>{_e(q.kind)}</td>"
+        f"<td>{_e('×'.join(map(str, q.shape)) or 'scalar')}</td><td>{_e(q.meaning)}</td>"
+        f"<td>{_e(q.when)}</td></tr>" for q in card.all_stored)
+    head = "<tr><th>name</th><th>kind</th><th>shape</th><th>meaning</th><th>stored</th></tr>"
+    return (f'<p class="muted">{data}<b>--data mnist1d</b>: {_e(card.data_mnist1d)}</p>'
+            f"<details><summary>What this recipe stores</summary>"
+            f'<table class="stored">{head}{rows}</table></details>')
 
 
 def _recipes(store: Store) -> list[tuple[str, Card | None]]:
