@@ -187,7 +187,7 @@ def _ctx(model, batch, step, rows):
 def test_probe_logs_stats_and_drift_and_resumes():
     model = mlp()
     fixed = torch.randn(20, 5, generator=torch.Generator().manual_seed(5))
-    probe = ActivationStatsProbe([1], units=[0, 2], batch=(fixed, None), every=2)
+    probe = ActivationStatsProbe([1], units=[0, 2], batch=(fixed, None), schedule=2)
     rows = {}
     means = []
     for step in range(3):

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from _i1_helpers import (
+from _probe_helpers import (
     ConvNet,
     LocalNoisyBN,
     assert_same,

@@ -38,7 +38,7 @@ from bnlab.data import Loader, load
 from bnlab.experiments.registry import Recipe, register_recipe
 from bnlab.models import create_model, norm_sites
 from bnlab.probes.activations import activation_stats
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 from bnlab.sweep import RunSpec
 from bnlab.sweep.config import config_to_dict
 from bnlab.train import SGD, build_optimizer, seed_everything, train
@@ -101,8 +101,9 @@ class SigmoidInputPercentiles(Probe):
 
     name = "sigmoid_input_pct"
 
-    def __init__(self, site: int, units: torch.Tensor, inputs: torch.Tensor, every: int) -> None:
-        super().__init__(every)
+    def __init__(self, site: int, units: torch.Tensor, inputs: torch.Tensor,
+                 schedule: Schedule | int) -> None:
+        super().__init__(schedule)
         self.site, self.units, self.inputs = site, units.tolist(), inputs
 
     def on_step(self, ctx: ProbeContext) -> None:

@@ -10,7 +10,7 @@ classes run the same measurements on a schedule inside :func:`bnlab.train.train`
 
 from bnlab.probes.activations import ActivationStats, ActivationStatsProbe, activation_stats
 from bnlab.probes.alignment import AlignmentProbe, output_gradient_alignment
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 from bnlab.probes.depth import depth_profile, interpolated_step_stats
 from bnlab.probes.explosion import gradient_explosion_rate
 from bnlab.probes.gradients import GradientStatsProbe, gradient_stats
@@ -36,6 +36,7 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "RelativeLossProbe",
+    "Schedule",
     "activation_hvp",
     "activation_stats",
     "bn_gradient_identity",

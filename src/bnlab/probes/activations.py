@@ -31,7 +31,7 @@ from torch import nn
 from bnlab.layers.sites import is_norm_module, resolve_module
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["ActivationStats", "ActivationStatsProbe", "activation_stats"]
 
@@ -289,9 +289,7 @@ class ActivationStatsProbe(Probe):
         where: ``"pre"`` or ``"post"``.
         bins: histogram bins or edges.
         bn_mode: ``"train"`` or ``"eval"``.
-        every: run every this many steps; ``start`` and ``steps`` as in :class:`Probe`.
-        start: the first step to run on.
-        steps: an explicit set of steps instead of ``every``/``start``.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
         prefix: the first part of every logged name.
     """
 
@@ -299,10 +297,9 @@ class ActivationStatsProbe(Probe):
 
     def __init__(self, layers: Sequence[Layer], units: Units = None, *, batch: Any = None,
                  percentiles: Sequence[float] = (15, 50, 85), where: str = "pre",
-                 bins: int | Sequence[float] = 30, bn_mode: str = "train", every: int = 1,
-                 start: int = 0, steps: Sequence[int] | None = None,
-                 prefix: str = "act") -> None:
-        super().__init__(every, start=start, steps=steps)
+                 bins: int | Sequence[float] = 30, bn_mode: str = "train",
+                 schedule: Schedule | int = 1, prefix: str = "act") -> None:
+        super().__init__(schedule, bn_mode=bn_mode)
         self.layers = tuple(layers)
         self.options: dict[str, Any] = dict(
             percentiles=tuple(percentiles), where=where, bins=bins, bn_mode=bn_mode, units=units

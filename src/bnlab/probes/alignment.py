@@ -16,7 +16,6 @@ gradient is ever materialized.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["AlignmentProbe", "output_gradient_alignment"]
 
@@ -168,6 +167,11 @@ class AlignmentProbe(Probe):
     Logs the arrays ``align/dlogits`` (N, C) and ``align/logit_alignment`` (C,), the
     metric ``align/mode_fraction`` and, with ``param``, ``align/param_aggregate`` and
     ``align/param_median``. Cost: 1 forward+backward.
+
+    Args:
+        param: as in :func:`output_gradient_alignment`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
     """
 
     name = "align"
@@ -175,15 +179,12 @@ class AlignmentProbe(Probe):
     def __init__(
         self,
         param: str | int | None = None,
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.param = param
-        self.bn_mode = bn_mode
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure on this step's batch and log."""

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["GradientStatsProbe", "gradient_stats"]
 
@@ -85,6 +85,12 @@ class GradientStatsProbe(Probe):
     Logs the metrics ``grad/<layer>/{norm,std,kurtosis}`` and the
     array ``grad/<layer>/hist`` (counts then bin edges, shape (2, bins + 1), counts padded
     with NaN). Cost per call: 1 forward+backward.
+
+    Args:
+        layers: as in :func:`gradient_stats`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
+        bins: histogram bins.
     """
 
     name = "grad"
@@ -92,16 +98,13 @@ class GradientStatsProbe(Probe):
     def __init__(
         self,
         layers: Sequence[str | int] = (1,),
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
         bins: int = 50,
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.layers = list(layers)
-        self.bn_mode = bn_mode
         self.bins = bins
 
     def on_step(self, ctx: ProbeContext) -> None:

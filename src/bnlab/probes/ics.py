@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["ICSProbe", "internal_covariate_shift"]
 
@@ -99,8 +99,8 @@ class ICSProbe(Probe):
 
     Args:
         layers: as in :func:`internal_covariate_shift`.
-        every, start, steps: the schedule (see :class:`bnlab.probes.base.Probe`).
-        bn_mode: ``"train"`` or ``"eval"``.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
     """
 
     name = "ics"
@@ -108,15 +108,12 @@ class ICSProbe(Probe):
     def __init__(
         self,
         layers: Sequence[str | int] = (1,),
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.layers = list(layers)
-        self.bn_mode = bn_mode
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure ICS on this step's batch and optimizer, then log it."""

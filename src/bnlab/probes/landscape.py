@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import grad_and_value, vmap
 
 from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["LandscapeProbe", "RelativeLossProbe", "landscape", "relative_loss"]
 
@@ -218,6 +218,12 @@ class LandscapeProbe(Probe):
     ``grad_change_max``, ``beta`` (the bands of Santurkar Fig. 4) and the arrays
     ``landscape/loss`` and ``landscape/grad_change`` (one value per multiplier).
     Cost per call: k + 1 forward+backward passes.
+
+    Args:
+        multipliers: η / lr, as in :func:`landscape`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
+        batched: as in :func:`landscape`.
     """
 
     name = "landscape"
@@ -225,16 +231,13 @@ class LandscapeProbe(Probe):
     def __init__(
         self,
         multipliers: Sequence[float] = (0.5, 1, 2, 4),
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
         batched: bool | None = None,
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.multipliers = tuple(float(m) for m in multipliers)
-        self.bn_mode = bn_mode
         self.batched = batched
 
     def on_step(self, ctx: ProbeContext) -> None:
@@ -254,6 +257,11 @@ class RelativeLossProbe(Probe):
     """Log :func:`relative_loss` as the array ``relative_loss`` (one value per η).
 
     Cost per call: 1 forward+backward plus len(etas) forward passes.
+
+    Args:
+        etas: step sizes, as in :func:`relative_loss`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
     """
 
     name = "relative_loss"
@@ -261,15 +269,12 @@ class RelativeLossProbe(Probe):
     def __init__(
         self,
         etas: Sequence[float] = DEFAULT_ETAS,
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.etas = tuple(float(e) for e in etas)
-        self.bn_mode = bn_mode
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure the relative loss on this step's batch and log it."""

@@ -1,4 +1,4 @@
-"""The no-side-effect contract for every Instruments-II measurement.
+"""The no-side-effect contract of depth, explosion, Hessian and theorem measurements.
 
 Parameters, buffers, gradients (and their absence), requires_grad, every module's training
 flag, the global RNG streams and every noise_state must be bit-identical after a call, in

@@ -1,4 +1,6 @@
-"""The no-side-effect contract for every Instruments-I probe, bit for bit.
+"""The no-side-effect contract of the measurements with a scheduled Probe class, bit for bit.
+
+ICS, landscape, relative loss, gradient statistics and alignment, as functions and as Probes.
 
 Models: registry ``bn`` + ``noisy_bn`` + dropout (Sequential), and a non-Sequential conv
 net with native ``BatchNorm2d(momentum=None)`` and ``BatchNorm2d(track_running_stats=False)``.
@@ -10,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _i1_helpers import ConvNet, assert_same, fingerprint, mlp_bn_noisy_dropout
+from _probe_helpers import ConvNet, assert_same, fingerprint, mlp_bn_noisy_dropout
 
 from bnlab.probes.alignment import AlignmentProbe, output_gradient_alignment
-from bnlab.probes.base import ProbeContext
+from bnlab.probes.base import ProbeContext, Schedule
 from bnlab.probes.gradients import GradientStatsProbe, gradient_stats
 from bnlab.probes.ics import ICSProbe, internal_covariate_shift
 from bnlab.probes.landscape import LandscapeProbe, RelativeLossProbe, landscape, relative_loss
@@ -83,8 +85,9 @@ def test_scheduled_probes_log_and_leave_no_trace(case: str) -> None:
     logged: dict[str, object] = {}
     ctx = ProbeContext(model, F.cross_entropy, batch, opt, 0.1, 3, logged.__setitem__)
     probes = [
-        ICSProbe(layers), LandscapeProbe(), RelativeLossProbe(),
-        GradientStatsProbe(layers), AlignmentProbe(param),
+        ICSProbe(layers, schedule=3), LandscapeProbe(schedule=Schedule(start=3)),
+        RelativeLossProbe(schedule=Schedule(steps={3})), GradientStatsProbe(layers),
+        AlignmentProbe(param),
     ]
     before = fingerprint(model, opt)
     for probe in probes:
