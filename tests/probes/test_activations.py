@@ -216,7 +216,8 @@ def test_probe_logs_stats_and_drift_and_resumes():
 @pytest.mark.parametrize("bins", [5, 7, 30], ids=lambda b: f"bins{b}")
 def test_uniform_histogram_matches_numpy_on_bin_edges(bins):
     """Integer-valued and edge-hugging activations: every value on or next to an edge."""
-    from bnlab.probes.activations import _edges, _histogram
+    from bnlab.probes._hist import edges as _edges
+    from bnlab.probes._hist import histogram as _histogram
 
     gen = torch.Generator().manual_seed(bins)
     ints = torch.randint(0, 11, (4, 500), generator=gen).double()

@@ -2,8 +2,10 @@
 
 ICS, landscape, relative loss, gradient statistics and alignment, as functions and as Probes.
 
-Models: registry ``bn`` + ``noisy_bn`` + dropout (Sequential), and a non-Sequential conv
-net with native ``BatchNorm2d(momentum=None)`` and ``BatchNorm2d(track_running_stats=False)``.
+Models: registry ``bn`` + ``noisy_bn`` + dropout (Sequential), a non-Sequential conv
+net with native ``BatchNorm2d(momentum=None)`` and ``BatchNorm2d(track_running_stats=False)``,
+and two networks of ``_zoo`` (pre-activation and EfficientNet-style blocks). The fingerprint
+includes autograd version counters.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _probe_helpers import ConvNet, assert_same, fingerprint, mlp_bn_noisy_dropout
+from _zoo import EfficientNet, PreActNet
 
 from bnlab.probes.alignment import AlignmentProbe, output_gradient_alignment
 from bnlab.probes.base import ProbeContext, Schedule
@@ -23,6 +26,9 @@ from bnlab.probes.landscape import LandscapeProbe, RelativeLossProbe, landscape,
 MODELS = {
     "mlp_bn_noisy_dropout": (mlp_bn_noisy_dropout, (10, 6), [1, 2], "4"),
     "conv_native_bn2d": (ConvNet, (6, 2, 4, 4), [1, "conv2"], "conv2"),
+    # traced feeding layers, an in-place residual sum, modules registered but never called
+    "preact_projection": (lambda: PreActNet(3), (6, 3, 8, 8), [2, "layer2.0.conv1"], 4),
+    "efficientnet_se": (lambda: EfficientNet(3), (6, 3, 8, 8), [7, "layers.1.conv3"], 1),
 }
 
 CALLS = {
@@ -59,6 +65,7 @@ def _setup(case: str):
     return model, (x, y), opt, layers, param
 
 
+@pytest.mark.filterwarnings("ignore:bn_mode='eval'")  # ConvNet's bn2 keeps no running stats
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("case", list(MODELS))
