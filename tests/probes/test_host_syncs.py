@@ -15,6 +15,7 @@ from __future__ import annotations
 import traceback
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,3 +130,24 @@ def test_no_device_sync_on_cuda(name, monkeypatch):
         CALLS[name](model, b, opt)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_to_host_keeps_the_structure_values_and_dtypes():
+    tree = {"a": torch.arange(6.0).reshape(2, 3), "b": [torch.tensor(3), (torch.ones(0), 7)],
+            "c": "text", "d": {"e": torch.tensor([True, False])}}
+    host = passes.to_host(tree)
+    np.testing.assert_array_equal(host["a"], np.arange(6.0).reshape(2, 3))
+    assert host["b"][0].shape == () and int(host["b"][0]) == 3
+    assert isinstance(host["b"][1], tuple) and host["b"][1][0].shape == (0,)
+    assert host["b"][1][1] == 7 and host["c"] == "text"
+    assert host["d"]["e"].dtype == np.bool_ and host["d"]["e"].tolist() == [True, False]
+
+
+def test_one_copy_splits_a_group_back_into_its_tensors():
+    """The accelerator path: one concatenation per dtype, split back by shape."""
+    tensors = [torch.arange(6.0).reshape(3, 2), torch.tensor(5.0), torch.ones(0, 4),
+               torch.full((2, 1, 2), -1.5)]
+    arrays = passes._one_copy(tensors)
+    for t, a in zip(tensors, arrays, strict=True):
+        assert a.shape == tuple(t.shape)
+        np.testing.assert_array_equal(a, t.numpy())

@@ -172,11 +172,16 @@ def _move_grouped(leaves: list[torch.Tensor]) -> list[np.ndarray]:
         else:
             groups.setdefault((t.device, t.dtype), []).append(i)
     for idx in groups.values():
-        flat = torch.cat([leaves[i].reshape(-1) for i in idx]).cpu().numpy()
-        offsets = np.cumsum([0] + [leaves[i].numel() for i in idx])
-        for j, i in enumerate(idx):
-            out[i] = flat[offsets[j]:offsets[j + 1]].reshape(tuple(leaves[i].shape))
+        for i, array in zip(idx, _one_copy([leaves[i] for i in idx]), strict=True):
+            out[i] = array
     return out  # type: ignore[return-value]
+
+
+def _one_copy(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Tensors of one dtype and device as numpy arrays, through one flat host copy."""
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu().numpy()
+    offsets = np.cumsum([0] + [t.numel() for t in tensors])
+    return [flat[offsets[j]:offsets[j + 1]].reshape(tuple(t.shape)) for j, t in enumerate(tensors)]
 
 
 def warn_skipped(what: str, skipped: Mapping[str, str], total: int) -> None:
