@@ -4,8 +4,11 @@ Every measurement is a plain function with one calling convention,
 ``f(model, loss_fn, batch, ..., *, bn_mode="train", ...)`` (``f(model, batch, ...)`` when no
 loss is needed), that names layers by module name or 1-based norm-site index, returns plain
 Python/numpy values and restores parameters, buffers, RNG streams, ``.grad`` fields and
-training flags exactly. Each docstring states the cost in extra passes. The ``*Probe``
-classes run the same measurements on a schedule inside :func:`bnlab.train.train`.
+training flags exactly, without moving an autograd version counter (a graph the user
+built before the call can still be backpropagated). Each docstring states the cost in extra
+passes. Numbers stay on the device until the measurement returns. A ``torch.compile``'d
+model is measured through its original module. The ``*Probe`` classes run the same
+measurements on a :class:`Schedule` inside :func:`bnlab.train.train`.
 """
 
 from bnlab.probes.activations import ActivationStats, ActivationStatsProbe, activation_stats
