@@ -74,6 +74,7 @@ def test_stores_what_the_card_declares_for_both_variants(runs, arch):
     path, _, res = runs[arch]
     assert [v.label for v in res.variants] == ["as given", "norm=none"]
     assert all(v.status == "finished" for v in res.variants)
+    assert not any("turned off" in t for v in res.variants for ts in v.notes.values() for t in ts)
     with Store(path) as store:
         stored = set()
         for v in res.variants:
@@ -198,11 +199,13 @@ def test_the_panel_observes_without_steering(data, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_eval_mode_differs_for_bn_only(zoo, data, tmp_path, runs):
-    """bn_mode="eval": the BN variant's landscape changes, the no-norm variant's does not."""
-    model = zoo.make("mobilenetv2")
-    res = bnlab.inspect(model, CE, _loader(data), steps=0, compare="none", out=tmp_path,
-                        probes=["landscape"], bn_mode="eval")
+def test_the_whole_panel_in_eval_mode_and_where_the_mode_matters(zoo, data, tmp_path, runs):
+    """bn_mode="eval": every probe runs; the BN variant's landscape changes, the no-norm
+    variant's does not (it has no batch statistics to switch)."""
+    res = bnlab.inspect(zoo.make("mobilenetv2"), CE, _loader(data), steps=2, compare="none",
+                        out=tmp_path, bn_mode="eval")
+    assert not any("turned off" in t for v in res.variants for ts in v.notes.values() for t in ts)
+    assert all(set(v.cost) == set(Panel().probes) for v in res.variants)
     path, _, train_res = runs["mobilenetv2"]
     with Store(tmp_path) as ev, Store(path) as tr:
         assert ev.run(res.variants[0].run_id)["config"]["bn_mode"] == "eval"

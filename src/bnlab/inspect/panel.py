@@ -96,7 +96,7 @@ class Panel:
     act_points: int = 11
     act_bins: int = 30
     percentiles: tuple[float, ...] = (15, 50, 85)
-    max_units: int = 64
+    max_units: int = 16
     points: int = 5
     ics_sites: int = 3
     multipliers: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
@@ -142,7 +142,8 @@ class Panel:
         any field.
         """
         if probes == "all":
-            base = cls(probes=ALL, act_points=51, points=11, ics_sites=0, explosion_points=2,
+            base = cls(probes=ALL, act_points=51, max_units=64, points=11, ics_sites=0,
+                       explosion_points=2,
                        depth_points=5, hessian_points=5, hessian_max_iter=100,
                        hessian_tol=1e-4, relative_points=5)
         elif probes == "default":
@@ -303,8 +304,10 @@ class DepthProbe(Probe):
 class HessianProbe(Probe):
     """:func:`~bnlab.probes.hessian_eigs` (the top eigenvalue) on a schedule.
 
-    Logs ``hessian/top``, ``hessian/hvps`` and ``hessian/converged``. Cost: 1 forward,
-    1 backward with ``create_graph`` and at most ``max_iter`` Hessian-vector products.
+    Logs ``hessian/top``, ``hessian/hvps``, ``hessian/converged`` and
+    ``hessian/rel_residual`` (‖Hy − θy‖ / |θ|: an eigenvalue of H lies within that fraction
+    of ``hessian/top``, converged or not). Cost: 1 forward, 1 backward with
+    ``create_graph`` and at most ``max_iter`` Hessian-vector products.
     """
 
     name = "hessian"
@@ -321,6 +324,8 @@ class HessianProbe(Probe):
         ctx.log("hessian/top", float(eigs.values[0]))
         ctx.log("hessian/hvps", float(eigs.hvps))
         ctx.log("hessian/converged", float(eigs.converged))
+        top = abs(eigs.values[0])
+        ctx.log("hessian/rel_residual", eigs.residuals[0] / top if top > 0 else float("nan"))
 
 
 def build_probes(panel: Panel, sites: Sites, steps: int) -> dict[str, tuple[Probe, dict]]:

@@ -448,18 +448,25 @@ def hessian_figure(store: Store, runs: pd.DataFrame) -> DrawnFigure:
 
     def draw(axes: list[Axes]) -> str:
         ax = axes[0]
-        hvps = []
+        spent = []
         for v in vs:
-            ax.plot(tops[v].index, tops[v].values, "o-", color=v.color, label=v.label)
+            ax.plot(tops[v].index, tops[v].values, "-", color=v.color, label=v.label)
+            done = _metric(store, v, "hessian/converged").reindex(tops[v].index) > 0
+            ax.plot(tops[v].index[done], tops[v].values[done], "o", color=v.color)
+            ax.plot(tops[v].index[~done], tops[v].values[~done], "o", mfc="white", color=v.color)
             counts = _metric(store, v, HESSIAN_HVPS.name)
-            hvps.append(f"{v.label}: {', '.join(str(int(c)) for c in counts.values)}")
+            residual = _metric(store, v, "hessian/rel_residual")
+            pairs = zip(counts.values, residual.values, strict=False)
+            spent.append(f"{v.label}: " + ", ".join(f"{int(c)} ({r:.0e})" for c, r in pairs))
         if all((s > 0).all() for s in tops.values() if len(s)):
             ax.set_yscale("log")
         ax.set(title="top Hessian eigenvalue", xlabel="training steps", ylabel="λ_max")
         ax.legend(loc="best")
         return ("The largest eigenvalue of the Hessian of the batch loss (Lanczos on "
-                "Hessian-vector products, in the panel's BN mode) at the measured steps. "
-                f"Products spent per point: {'; '.join(hvps)}.")
+                "Hessian-vector products, in the panel's BN mode) at the measured steps; a "
+                "hollow marker did not meet the tolerance within the budget of products. "
+                "Products spent per point (relative Ritz residual, an eigenvalue lies within "
+                f"that fraction): {'; '.join(spent)}.")
 
     return _panel_figure("inspect_hessian", 1, draw)
 
