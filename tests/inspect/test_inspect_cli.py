@@ -79,13 +79,13 @@ def test_the_command_runs_both_variants_and_writes_the_report(user_module, npz, 
                 "--compare", "none", "--probes", "gradients,explosion")
     assert code == 0
     printed = capsys.readouterr().out
-    assert "as given: run 1, finished" in printed and "norm=none: run 2, finished" in printed
+    assert "as given: run 1, finished" in printed and "BN→none: run 2, finished" in printed
     assert "explosion" in printed and "report:" in printed
     assert (out / "report.html").is_file()
     with Store(out) as store:
         runs = store.runs()
         assert list(runs.recipe) == ["inspect", "inspect"]
-        assert set(runs["cfg.variant"]) == {"as given", "norm=none"}
+        assert set(runs["cfg.variant"]) == {"as given", "BN→none"}
         assert set(runs["cfg.data"]) == {"data.npz"} and set(runs["cfg.model"]) == {
             f"{user_module}:build"}
         assert "test_acc" in set(store.metrics().name)  # the npz's held-out split

@@ -72,7 +72,7 @@ def _array(store, run, name, step=0):
 @pytest.mark.parametrize("arch", ["preact", "mobilenetv2"])
 def test_stores_what_the_card_declares_for_both_variants(runs, arch):
     path, _, res = runs[arch]
-    assert [v.label for v in res.variants] == ["as given", "norm=none"]
+    assert [v.label for v in res.variants] == ["as given", "BN→none"]
     assert all(v.status == "finished" for v in res.variants)
     assert not any("turned off" in t for v in res.variants for ts in v.notes.values() for t in ts)
     with Store(path) as store:
@@ -123,7 +123,7 @@ def test_the_compared_variant_is_the_same_network_without_bn(runs, data):
     plain = swap_norms(copy.deepcopy(init), "none")
     with Store(path) as store:
         run = res.variants[1].run_id
-        assert store.run(run)["config"]["variant"] == "norm=none"
+        assert store.run(run)["config"]["variant"] == "BN→none"
         expl = gradient_explosion_rate(plain, CE, batch)
         np.testing.assert_allclose(_array(store, run, "explosion/ratios"), expl["ratios"])
         with_bn = _array(store, res.variants[0].run_id, "explosion/ratios")

@@ -50,7 +50,7 @@ def test_figures_show_both_variants(report):
             labels = {t.get_text() for ax in drawn.figure.axes if ax.get_legend()
                       for t in ax.get_legend().get_texts()}
             titles = " ".join(ax.get_title() for ax in drawn.figure.axes)
-            assert any("norm=none" in s for s in labels | {titles}), name
+            assert any("BN→none" in s for s in labels | {titles}), name
             assert drawn.caption
 
 

@@ -176,8 +176,9 @@ class Sites:
 
     Attributes:
         names: norm-site index -> the norm module's name, for every site.
-        channels: index -> channels measured (``max_units`` at most), for the sites that
-            run and receive a tensor (the activation statistics' sites).
+        channels: index -> channels measured (``max_units`` at most; 0: every channel of
+            a norm that does not say how many it has, e.g. LayerNorm), for the sites that run
+            and receive a tensor (the activation statistics' sites).
         feeders: index -> the name of the layer feeding the norm, for the sites that have
             a single one (ICS and gradient statistics measure its weight).
         skipped: probe -> {index: why the site is not measured}.
@@ -228,8 +229,8 @@ def find_sites(model: nn.Module, inputs: torch.Tensor, max_units: int,
         if feeder is not None and "no tensor" in feeder.problem:
             no_act[s.index] = feeder.problem
         else:
-            width = int(getattr(s.norm, "num_features", 0) or max_units)
-            channels[s.index] = min(width, max_units)
+            width = getattr(s.norm, "num_features", None) or getattr(s.norm, "num_channels", 0)
+            channels[s.index] = min(int(width), max_units) if width else 0  # 0: unknown, all
         if layer is None:
             no_weight[s.index] = (feeder.problem if feeder is not None
                                   else "the model declares no feeding layer")
@@ -341,7 +342,7 @@ def build_probes(panel: Panel, sites: Sites, steps: int) -> dict[str, tuple[Prob
     grad_sites = sorted(sites.feeders)
     makers = {
         "activations": lambda: (ActivationStatsProbe(
-            sorted(sites.channels), {i: range(c) for i, c in sites.channels.items()},
+            sorted(sites.channels), {i: range(c) for i, c in sites.channels.items() if c},
             percentiles=panel.percentiles, bins=panel.act_bins, bn_mode=mode,
             schedule=when["activations"], prefix="act"), {}),
         "gradients": lambda: (GradientStatsProbe(

@@ -54,7 +54,8 @@ class VariantResult:
     """How one variant's run went.
 
     Attributes:
-        label: ``"as given"``, ``"norm=none"``, or the name of a second model.
+        label: ``"as given"``, ``"BN→none"`` (its batch norms swapped for ``none``), or the
+            name of a second model.
         run_id: its id in the store.
         status: ``"finished"`` or ``"diverged"``.
         first_bad_step: the first step whose loss was non-finite or exploded, else ``None``.
@@ -269,7 +270,7 @@ def _variants(model: nn.Module, optimizer: Any, compare: str | nn.Module | None,
         if not before:
             raise UserError(f"compare={compare!r}: the model has no torch.nn BatchNorm module to "
                             "swap; pass a second model instead")
-        other, label = swap_norms(twin, compare), compare_label or f"norm={compare}"
+        other, label = swap_norms(twin, compare), compare_label or f"BN→{compare}"
     elif isinstance(compare, nn.Module):
         other, label = compare, compare_label or "compared model"
     else:
@@ -486,7 +487,7 @@ def inspect(
         compare: a norm name (``"none"``: the same network with every ``torch.nn``
             BatchNorm swapped for it by :func:`bnlab.layers.swap_norms`, on a copy taken
             before training) or a second model (trained with the same kind of optimizer).
-        compare_label: the compared variant's label (default ``"norm=<name>"``).
+        compare_label: the compared variant's label (default ``"BN→<name>"``).
         name: the model's name in the store and the report.
         data: a label for the data (the report groups runs by it).
         test: ``(inputs, targets)`` held out: ``test_loss`` (and ``test_acc`` for class

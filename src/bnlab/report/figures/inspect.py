@@ -72,7 +72,7 @@ def variants(runs: pd.DataFrame) -> list[Variant]:
         variant = str(cfg.get("variant", "?"))
         label = variant if len(models) == 1 else f"{cfg.get('model')} [{variant}]"
         color = (COLORS["bn"] if variant == "as given" and len(models) == 1
-                 else COLORS["none"] if variant == "norm=none" else _PALETTE[i % len(_PALETTE)])
+                 else COLORS["none"] if variant == "BN→none" else _PALETTE[i % len(_PALETTE)])
         out.append(Variant(int(run), label, color, dict(cfg)))
     return out
 
