@@ -103,11 +103,23 @@ def _summary_lines(result: InspectResult, store: Store) -> list[str]:
         for probe, (calls, per_call) in v.cost.items():
             lines.append(f"  {probe:<14} {calls:>3} calls × {per_call:7.2f} steps")
         lines += [f"  {k}: {value:.4g}" for k, value in _headline(store, v.run_id).items()]
-        skipped = (store.run(v.run_id) or {}).get("config", {}).get("skipped", {})
-        for probe, sites in skipped.items():
-            lines += [f"  not measured ({probe}): site {i}: {why}" for i, why in sites.items()]
+        lines += _skipped_lines((store.run(v.run_id) or {}).get("config", {}).get("skipped", {}))
         for probe, texts in v.notes.items():
             lines += [f"  note ({probe}): {t}" for t in texts]
+    return lines
+
+
+def _skipped_lines(skipped: dict[str, dict[str, str]]) -> list[str]:
+    """One line per reason: the probes and the sites it keeps from being measured."""
+    by_reason: dict[str, dict[str, list[int]]] = {}
+    for probe, sites in skipped.items():
+        for site, why in sites.items():
+            by_reason.setdefault(why, {}).setdefault(probe, []).append(int(site))
+    lines = []
+    for why, probes in by_reason.items():
+        sites = sorted({i for found in probes.values() for i in found})
+        lines.append(f"  not measured by {', '.join(probes)}: site{'s' * (len(sites) > 1)} "
+                     f"{', '.join(map(str, sites))}: {why}")
     return lines
 
 

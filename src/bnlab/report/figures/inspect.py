@@ -141,7 +141,7 @@ def loss_figure(store: Store, runs: pd.DataFrame) -> DrawnFigure:
     losses = {v: _metric(store, v, TRAIN_LOSS.name) for v in vs}
     accs = {v: _metric(store, v, TEST_ACC.name) for v in vs}
     _need(any(len(s) for s in losses.values()), "training loss (the runs took no step)")
-    with_acc = any(len(s) > 1 for s in accs.values())
+    with_acc = any(len(s) for s in accs.values())
 
     def draw(axes: list[Axes]) -> str:
         for v in vs:
