@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bnlab.layers import _grouped
+
 __all__ = [
     "batch_norm_reference",
     "batch_renorm",
@@ -181,6 +183,7 @@ class _LpNormFn(torch.autograd.Function):
         eps: float,
     ) -> Tensor:
         sq = scale * scale
+        x = _grouped.standard_layout(x)  # so the backward's grouped views of dL/dx are views
         ctx.save_for_backward(x, weight, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
         # An eval-mode batch_norm is one fused pass of the per-channel affine map.
@@ -191,25 +194,29 @@ class _LpNormFn(torch.autograd.Function):
         x, weight, mean, scale, argmax = ctx.saved_tensors
         p, centered, eps = ctx.p, ctx.centered, ctx.eps
         m = x.numel() // x.shape[1]
-        # One fused pass for Σ g·y and Σ g per channel (g = dL/d out, y the normalized x).
-        _, sum_gy, sum_g = torch.ops.aten.native_batch_norm_backward(
-            grad_out, x, weight, mean, scale * scale, None, None, False, eps, [False, True, True]
-        )
+        d = torch.sqrt(scale * scale + eps)  # (C,)
+        # Σg and Σg·y per channel (y = (x − μ)/d), on public ops: the product g·x is written
+        # into the memory that becomes dL/dx below (no extra full-size tensor).
+        grad_x = torch.empty_like(x)
+        gv, xv = _grouped.grouped(grad_out, 1), _grouped.grouped(x, 1)  # (1, N, C, R)
+        sum_g = gv.sum((1, 3))[0]  # (C,)
+        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3))[0]
+        sum_gy = (sum_gx - mean * sum_g) / d
         gamma = weight if weight is not None else torch.ones_like(scale)
-        d = torch.sqrt(scale * scale + eps)
         a = gamma / d  # dL/dx through (x − μ) alone
         k = -gamma * sum_gy * scale / (d * d)  # dL/ds
         const = -a * sum_g / m  # through μ
         if argmax is not None:  # p = ∞
-            grad_x = _linf_grad_x(x, grad_out, a, const, k, mean, argmax, centered, m)
+            _linf_grad_x(grad_x, x, grad_out, a, const, k, mean, argmax, centered, m)
         else:
-            grad_x = _lp_grad_x(x, grad_out, a, const, k, mean, scale, p, centered, m)
+            _lp_grad_x(grad_x, x, grad_out, a, const, k, mean, scale, p, centered, m)
         grad_w = sum_gy if ctx.needs_input_grad[1] else None
         grad_b = sum_g if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 def _linf_grad_x(
+    out: Tensor,
     x: Tensor,
     grad_out: Tensor,
     a: Tensor,
@@ -219,20 +226,21 @@ def _linf_grad_x(
     argmax: Tensor,
     centered: bool,
     m: int,
-) -> Tensor:
-    """dL/dx for p = ∞: ds/dz is sign(z) at the argmax of |z|, zero elsewhere."""
+) -> None:
+    """dL/dx for p = ∞ into ``out``: ds/dz is sign(z) at the argmax of |z|, zero elsewhere."""
     ch = torch.arange(x.shape[1], device=x.device)
-    index = (argmax[0], ch, argmax[1])
-    z_at = x.reshape(x.shape[0], x.shape[1], -1)[index]  # (C,)
+    # (n, c, *spatial) index of each channel's argmax: valid for any memory layout
+    index = (argmax[0], ch, *torch.unravel_index(argmax[1], x.shape[2:]))
+    z_at = x[index]  # (C,)
     sign = (z_at - mean if centered else z_at).sign()
     if centered:  # minus the mean of the one-hot term over the channel
         const = const - k * sign / m
-    grad = torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x)).contiguous()
-    grad.view(x.shape[0], x.shape[1], -1)[index] += k * sign
-    return grad
+    torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x), out=out)
+    out.index_put_(index, k * sign, accumulate=True)
 
 
 def _lp_grad_x(
+    out: Tensor,
     x: Tensor,
     grad_out: Tensor,
     a: Tensor,
@@ -243,22 +251,23 @@ def _lp_grad_x(
     p: float,
     centered: bool,
     m: int,
-) -> Tensor:
-    """dL/dx = a·g + const + k·ds/dz (minus its mean when z = x − μ is centred)."""
+) -> None:
+    """dL/dx = a·g + const + k·ds/dz (minus its mean when z = x − μ is centred), into ``out``."""
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     if p == 2:
         # ds/dz = z / (m s): linear in x, so the centred case only shifts the constant.
         kk = k / (m * safe)
         shift = const - kk * mean if centered else const
-        grad = torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x))
-        return grad.addcmul_(x, _per_channel(kk, x))
+        torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x), out=out)
+        out.addcmul_(x, _per_channel(kk, x))
+        return
     z = x - _per_channel(mean, x) if centered else x
     # ds/dz = sign(z)|z|^(p−1) s^(1−p) / m  (p = 1: sign(z) / m)
     phi = z.sign() if p == 1 else z.sign() * z.abs().pow(p - 1)
     kk = k * safe.pow(1 - p) / m
     shift = const - kk * phi.mean(reduce_dims(x)) if centered else const
-    grad = torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x))
-    return grad.addcmul_(phi, _per_channel(kk, x))
+    torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x), out=out)
+    out.addcmul_(phi, _per_channel(kk, x))
 
 
 def lp_norm(
@@ -363,17 +372,20 @@ def ghost_batch_norm(
     return _GhostBatchNormFn.apply(x, weight, bias, virtual_batch_size, eps, running, momentum)
 
 
-def _update_from_chunks(running: tuple[Tensor, Tensor], scratch: Tensor, sizes: list[int],
-                        momentum: float) -> None:  # fmt: skip
-    """Move the running buffers towards the size-weighted chunk means / unbiased variances."""
-    w = torch.tensor(sizes, dtype=scratch.dtype, device=scratch.device) / sum(sizes)
-    batch = (w.view(1, -1, 1) * scratch).sum(1)  # (2, chunks, C) -> (2, C)
-    _update_running(running[0], batch[0], momentum)
-    _update_running(running[1], batch[1], momentum)
+def _segments(n: int, size: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, groups)`` runs of equal virtual batches covering ``n`` samples.
+
+    The full virtual batches form one run; a remainder (``n % size``) is a second run of one
+    smaller batch; a batch no larger than ``size`` is one run of one batch.
+    """
+    if n <= size:
+        return [(0, n, 1)]
+    full = n // size * size
+    return [(0, full, n // size)] + ([(full, n, 1)] if full < n else [])
 
 
 class _GhostBatchNormFn(torch.autograd.Function):
-    """Native BN kernels per chunk, writing into one output (no concatenation pass)."""
+    """BN per virtual batch, every batch of a run in the same kernels (no Python loop)."""
 
     @staticmethod
     def forward(
@@ -386,42 +398,63 @@ class _GhostBatchNormFn(torch.autograd.Function):
         running: tuple[Tensor, Tensor] | None,
         momentum: float,
     ) -> Tensor:
-        n_chunks, c = -(-x.shape[0] // size), x.shape[1]
+        x = _grouped.standard_layout(x)
         out = torch.empty_like(x)
-        save = x.new_empty(2, n_chunks, c)  # per chunk: mean and 1/sqrt(var + eps)
-        # with momentum 1 the kernel writes each chunk's mean and unbiased variance into
-        # these scratch rows during its own pass, for the running statistics
-        scratch = x.new_zeros(2, n_chunks, c) if running is not None else None
-        for i, (xs, ys) in enumerate(zip(x.split(size), out.split(size), strict=True)):
-            rm, rv = (scratch[0, i], scratch[1, i]) if scratch is not None else (None, None)
-            torch.ops.aten.native_batch_norm.out(
-                xs, weight, bias, rm, rv, True, 1.0, eps,
-                out=ys, save_mean=save[0, i], save_invstd=save[1, i],
+        saved, batch_stats = [], []
+        for start, stop, groups in _segments(x.shape[0], size):
+            xv = _grouped.grouped(x[start:stop], groups)  # (G, k, C, R)
+            mean, var = _grouped.moments(xv)  # (G, C) each
+            invstd = (var + eps).rsqrt_()
+            scale = invstd if weight is None else invstd * weight  # (G, C)
+            # y = x·γσ⁻¹ + (β − μγσ⁻¹): one pass, written into the output (BN's own fold)
+            shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1)
+            torch.addcmul(
+                _grouped.per_group_channel(shift), xv, _grouped.per_group_channel(scale),
+                out=_grouped.grouped(out[start:stop], groups),
             )  # fmt: skip
+            saved += [mean, invstd]
+            m = xv.shape[1] * xv.shape[3]
+            batch_stats.append((stop - start, mean, var * (m / max(m - 1, 1))))
         if running is not None:
-            _update_from_chunks(running, scratch, [len(xs) for xs in x.split(size)], momentum)
-        ctx.save_for_backward(x, weight, save)
-        ctx.size, ctx.eps = size, eps
+            _update_from_virtual_batches(running, batch_stats, x.shape[0], momentum)
+        ctx.save_for_backward(x, weight, *saved)
+        ctx.size = size
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, save = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-        c = x.shape[1]
-        grad_x = torch.empty_like(x) if mask[0] else None
-        sums = x.new_zeros(2, len(save[0]), c)  # per chunk: Σ g·x̂, Σ g
-        gx_chunks = grad_x.split(ctx.size) if grad_x is not None else [None] * len(save[0])
-        for i, (xs, gs) in enumerate(zip(x.split(ctx.size), grad_out.split(ctx.size), strict=True)):
-            torch.ops.aten.native_batch_norm_backward.out(
-                gs, xs, weight, None, None, save[0, i], save[1, i], True, ctx.eps,
-                [mask[0], True, True],
-                out0=gx_chunks[i] if mask[0] else torch.empty(0, dtype=x.dtype),
-                out1=sums[0, i], out2=sums[1, i],
+        x, weight, *saved = ctx.saved_tensors
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        sum_g, sum_g_xhat = [], []
+        for i, (start, stop, groups) in enumerate(_segments(x.shape[0], ctx.size)):
+            gx = None if grad_x is None else _grouped.grouped(grad_x[start:stop], groups)
+            sg, sgx = _grouped.bn_backward(
+                _grouped.grouped(grad_out[start:stop], groups),
+                _grouped.grouped(x[start:stop], groups),
+                saved[2 * i], saved[2 * i + 1], weight, gx,
             )  # fmt: skip
-        grad_w = sums[0].sum(0) if mask[1] else None
-        grad_b = sums[1].sum(0) if mask[2] else None
+            sum_g.append(sg.sum(0))
+            sum_g_xhat.append(sgx.sum(0))
+        grad_w = sum(sum_g_xhat) if ctx.needs_input_grad[1] else None
+        grad_b = sum(sum_g) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _update_from_virtual_batches(
+    running: tuple[Tensor, Tensor],
+    stats: list[tuple[int, Tensor, Tensor]],
+    n: int,
+    momentum: float,
+) -> None:
+    """Move the running buffers towards the size-weighted virtual-batch means / variances.
+
+    ``stats`` holds per run ``(samples, mean (G, C), unbiased var (G, C))``; every virtual
+    batch of a run has ``samples / G`` samples, so its weight is ``samples / (G·n)``.
+    """
+    mean = sum(mean.sum(0) * (count / (mean.shape[0] * n)) for count, mean, _ in stats)
+    var = sum(var.sum(0) * (count / (var.shape[0] * n)) for count, _, var in stats)
+    _update_running(running[0], mean, momentum)
+    _update_running(running[1], var, momentum)
 
 
 # -- batch renormalization (Ioffe 2017) ----------------------------------------------------
@@ -450,8 +483,10 @@ def batch_renorm(
         y = \gamma\Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta
 
     with ``r`` and ``d`` treated as constants in the backward pass (stop-gradient). Since
-    they are constants, this is BN with scale γr and shift γd + β, run on the native kernel.
-    Without running buffers (``track_running_stats=False``) it is plain BN (r = 1, d = 0).
+    they are constants, this is BN with scale γr and shift γd + β: one statistics pass for
+    r and d, then :func:`torch.nn.functional.batch_norm` (its own kernels forward and
+    backward, and its running-statistics update). Without running buffers
+    (``track_running_stats=False``) it is plain BN (r = 1, d = 0).
 
     Args:
         x: input (N, C, *).
@@ -468,54 +503,20 @@ def batch_renorm(
     Returns:
         The normalized tensor, shape of ``x``.
     """
-    if not training or running_mean is None:
+    if not training or running_mean is None or running_var is None:
         return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
-    return _BatchRenormFn.apply(
-        x, weight, bias, running_mean, running_var, momentum, eps, r_max, d_max
-    )
-
-
-class _BatchRenormFn(torch.autograd.Function):
-    """One native BN pass for x̂ and the statistics, then γ r x̂ + (γ d + β)."""
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: Tensor,
-        weight: Tensor | None,
-        bias: Tensor | None,
-        running_mean: Tensor,
-        running_var: Tensor,
-        momentum: float,
-        eps: float,
-        r_max: float,
-        d_max: float,
-    ) -> Tensor:
-        old_mean, old_var = running_mean.clone(), running_var.clone()
-        # the kernel also moves the running buffers (momentum rule, unbiased variance)
-        x_hat, mean, invstd = torch.native_batch_norm(
-            x, None, None, running_mean, running_var, True, momentum, eps
-        )
-        sigma = torch.sqrt(old_var + eps)  # (C,)
-        r = (1.0 / (invstd * sigma)).clamp(1.0 / r_max, r_max)
-        d = ((mean - old_mean) / sigma).clamp(-d_max, d_max)
-        gamma = weight if weight is not None else torch.ones_like(r)
-        shift = gamma * d if bias is None else torch.addcmul(bias, gamma, d)
-        ctx.save_for_backward(x, gamma * r, mean, invstd, r, d)
-        ctx.eps = eps
-        return x_hat.mul_(_per_channel(gamma * r, x)).add_(_per_channel(shift, x))
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, scale, mean, invstd, r, d = ctx.saved_tensors
-        # r and d are constants (stop-gradient), so this is BN's backward with weight γr
-        grad_x, sum_gxhat, sum_g = torch.ops.aten.native_batch_norm_backward(
-            grad_out, x, scale, None, None, mean, invstd, True, ctx.eps,
-            [ctx.needs_input_grad[0], True, True],
-        )  # fmt: skip
-        grad_w = r * sum_gxhat + d * sum_g if ctx.needs_input_grad[1] else None
-        grad_b = sum_g if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+    with torch.no_grad():  # r and d are constants of the backward (stop-gradient)
+        mean, var = _grouped.moments(_grouped.grouped(_grouped.standard_layout(x), 1))
+        inv_sigma = (running_var + eps).rsqrt()  # (C,), the running σ⁻¹ before this update
+        r = ((var[0] + eps).sqrt_() * inv_sigma).clamp_(1.0 / r_max, r_max)
+        d = ((mean[0] - running_mean) * inv_sigma).clamp_(-d_max, d_max)
+    if weight is None:
+        scale, shift = r, (d if bias is None else bias + d)
+    else:
+        scale = weight * r  # autograd: dL/dγ = r·Σg·x̂ + d·Σg
+        shift = weight * d if bias is None else torch.addcmul(bias, weight, d)
+    # F.batch_norm moves the running buffers (momentum rule, unbiased variance) as BN does
+    return F.batch_norm(x, running_mean, running_var, scale, shift, True, momentum, eps)
 
 
 # -- Santurkar et al. 2018 noise -----------------------------------------------------------
