@@ -124,12 +124,13 @@ def bn_backward(
     # Σg·x, the product written into the memory that becomes the input gradient; then
     # Σg·(x − μ) = Σg·x − μΣg (loses ~|μ|/σ digits, as BN's folded forward does).
     prod = gv * xv if grad_x is None else torch.mul(gv, xv, out=grad_x)
-    sum_g_xhat = (prod.sum((1, 3)) - mean * sum_g) * invstd
+    sum_g_xhat = torch.addcmul(prod.sum((1, 3)), mean, sum_g, value=-1).mul_(invstd)
     if grad_x is not None:
+        # few, small ops: on a GPU each is a kernel launch (counted by bnlab.bench layers)
         m = gv.shape[1] * gv.shape[3]
         a = invstd if gamma is None else gamma * invstd  # (G, C)
-        b = -a * invstd * sum_g_xhat / m
-        c0 = -a * sum_g / m - b * mean
+        b = torch.mul(sum_g_xhat, invstd).mul_(a).mul_(-1.0 / m)  # -a σ⁻¹ Σgx̂ / M
+        c0 = torch.addcmul(b * mean, a, sum_g, value=1.0 / m).neg_()  # -bμ - aΣg/M
         torch.addcmul(per_group_channel(c0), gv, per_group_channel(a), out=grad_x)
         grad_x.addcmul_(xv, per_group_channel(b))
     return sum_g, sum_g_xhat

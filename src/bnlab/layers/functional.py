@@ -413,8 +413,9 @@ class _GhostBatchNormFn(torch.autograd.Function):
                 out=_grouped.grouped(out[start:stop], groups),
             )  # fmt: skip
             saved += [mean, invstd]
-            m = xv.shape[1] * xv.shape[3]
-            batch_stats.append((stop - start, mean, var * (m / max(m - 1, 1))))
+            if running is not None:  # unbiased, as BN's running variance
+                m = xv.shape[1] * xv.shape[3]
+                batch_stats.append((stop - start, mean, var.mul_(m / max(m - 1, 1))))
         if running is not None:
             _update_from_virtual_batches(running, batch_stats, x.shape[0], momentum)
         ctx.save_for_backward(x, weight, *saved)
@@ -451,8 +452,13 @@ def _update_from_virtual_batches(
     ``stats`` holds per run ``(samples, mean (G, C), unbiased var (G, C))``; every virtual
     batch of a run has ``samples / G`` samples, so its weight is ``samples / (G·n)``.
     """
-    mean = sum(mean.sum(0) * (count / (mean.shape[0] * n)) for count, mean, _ in stats)
-    var = sum(var.sum(0) * (count / (var.shape[0] * n)) for count, _, var in stats)
+    if len(stats) == 1:  # equal batches (the usual case): plain means, few small ops
+        mean, var = stats[0][1].mean(0), stats[0][2].mean(0)
+    else:  # a remainder batch: weight each run by its share of the samples
+        weights = [count / (m.shape[0] * n) for count, m, _ in stats]
+        mean = torch.stack([m.sum(0) * w for (_, m, _), w in zip(stats, weights, strict=True)])
+        var = torch.stack([v.sum(0) * w for (_, _, v), w in zip(stats, weights, strict=True)])
+        mean, var = mean.sum(0), var.sum(0)
     _update_running(running[0], mean, momentum)
     _update_running(running[1], var, momentum)
 
