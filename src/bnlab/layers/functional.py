@@ -436,9 +436,14 @@ class _GhostBatchNormFn(torch.autograd.Function):
             )  # fmt: skip
             sum_g.append(sg.sum(0))
             sum_g_xhat.append(sgx.sum(0))
-        grad_w = sum(sum_g_xhat) if ctx.needs_input_grad[1] else None
-        grad_b = sum(sum_g) if ctx.needs_input_grad[2] else None
+        grad_w = _total(sum_g_xhat) if ctx.needs_input_grad[1] else None
+        grad_b = _total(sum_g) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _total(parts: list[Tensor]) -> Tensor:
+    """The sum of the per-run (C,) parts (no extra kernel for a single run)."""
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
 
 def _update_from_virtual_batches(
