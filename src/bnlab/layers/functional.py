@@ -55,14 +55,18 @@ class _BatchNormReferenceFn(torch.autograd.Function):
         mu = x.mean(dims, keepdim=True)  # (1, C, 1, ...)
         var = ((x - mu) ** 2).mean(dims, keepdim=True)  # biased, as in Algorithm 1
         x_hat = (x - mu) / torch.sqrt(var + eps)
-        ctx.save_for_backward(x, weight, mu, var)
+        ctx.save_for_backward(x, weight)
         ctx.eps = eps
         return _per_channel(weight, x) * x_hat + _per_channel(bias, x)
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, mu, var = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         dims = reduce_dims(x)
+        # μ and σ² again, from x: the backward is then a differentiable function of x, so a
+        # double backward (Hessian probes, create_graph=True) is exact
+        mu = x.mean(dims, keepdim=True)
+        var = ((x - mu) ** 2).mean(dims, keepdim=True)
         m = x.numel() // x.shape[1]  # the effective batch m' = m·p·q (§3.2)
         inv_std = 1.0 / torch.sqrt(var + ctx.eps)
         x_hat = (x - mu) * inv_std
@@ -125,6 +129,36 @@ def batch_norm_reference(
     return _BatchNormReferenceFn.apply(x, weight, bias, eps)
 
 
+def _grads_by_recomputation(
+    forward: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, grad_out: Tensor,
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
+    """dL/d(x, γ, β) by autograd through a differentiable re-run of the forward.
+
+    The fast backward passes of :class:`_LpNormFn` and :class:`_GhostBatchNormFn` use
+    statistics saved without a graph and write into preallocated memory, so they cannot be
+    differentiated again. Under ``create_graph=True`` (grad mode on inside the backward:
+    Hessian-vector products) the gradients come from this re-run instead, whose graph
+    reaches x, γ, β: the double backward is exact.
+    """
+    inputs = [t for t, need in zip((x, weight, bias), needs, strict=True)
+              if need and t is not None and t.requires_grad]  # fmt: skip
+    y = forward(x, weight, bias)
+    grads = torch.autograd.grad(y, inputs, grad_out, create_graph=True) if inputs else ()
+    found = iter(grads)
+    return tuple(  # type: ignore[return-value]
+        next(found) if need and t is not None and t.requires_grad else None
+        for t, need in zip((x, weight, bias), needs, strict=True)
+    )
+
+
+def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """γ y + β per channel (either may be ``None``)."""
+    if weight is not None:
+        y = y * _per_channel(weight, y)
+    return y if bias is None else y + _per_channel(bias, y)
+
+
 # -- lp normalization: Santurkar et al. 2018 §3.3 ------------------------------------------
 
 
@@ -183,16 +217,22 @@ class _LpNormFn(torch.autograd.Function):
         eps: float,
     ) -> Tensor:
         sq = scale * scale
-        x = _grouped.standard_layout(x)  # so the backward's grouped views of dL/dx are views
-        ctx.save_for_backward(x, weight, mean, scale, argmax)
+        ctx.save_for_backward(x, weight, bias, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
         # An eval-mode batch_norm is one fused pass of the per-channel affine map.
         return F.batch_norm(x, mean, sq, weight, bias, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, mean, scale, argmax = ctx.saved_tensors
+        x, weight, bias, mean, scale, argmax = ctx.saved_tensors
         p, centered, eps = ctx.p, ctx.centered, ctx.eps
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            grads = _grads_by_recomputation(
+                lambda x_, w_, b_: _affine(_lp_normalized(x_, p, centered, eps), w_, b_),
+                x, weight, bias, grad_out, ctx.needs_input_grad[:3],
+            )  # fmt: skip
+            return (*grads, None, None, None, None, None, None)
+        x = _grouped.standard_layout(x)  # so the grouped views of dL/dx below are views
         m = x.numel() // x.shape[1]
         d = torch.sqrt(scale * scale + eps)  # (C,)
         # Σg and Σg·y per channel (y = (x − μ)/d), on public ops: the product g·x is written
@@ -213,6 +253,19 @@ class _LpNormFn(torch.autograd.Function):
         grad_w = sum_gy if ctx.needs_input_grad[1] else None
         grad_b = sum_g if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def _lp_normalized(x: Tensor, p: float, centered: bool, eps: float) -> Tensor:
+    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd)."""
+    dims = reduce_dims(x)
+    mean = x.mean(dims, keepdim=True)
+    z = x - mean if centered else x
+    if math.isinf(p):
+        s = z.abs().amax(dims, keepdim=True)
+    else:
+        m = x.numel() // x.shape[1]
+        s = torch.linalg.vector_norm(z, p, dims, keepdim=True) / m ** (1.0 / p)
+    return (x - mean) / torch.sqrt(s * s + eps)
 
 
 def _linf_grad_x(
@@ -398,7 +451,7 @@ class _GhostBatchNormFn(torch.autograd.Function):
         running: tuple[Tensor, Tensor] | None,
         momentum: float,
     ) -> Tensor:
-        x = _grouped.standard_layout(x)
+        original, x = x, _grouped.standard_layout(x)
         out = torch.empty_like(x)
         saved, batch_stats = [], []
         for start, stop, groups in _segments(x.shape[0], size):
@@ -418,13 +471,20 @@ class _GhostBatchNormFn(torch.autograd.Function):
                 batch_stats.append((stop - start, mean, var.mul_(m / max(m - 1, 1))))
         if running is not None:
             _update_from_virtual_batches(running, batch_stats, x.shape[0], momentum)
-        ctx.save_for_backward(x, weight, *saved)
-        ctx.size = size
+        ctx.save_for_backward(original, weight, bias, *saved)
+        ctx.size, ctx.eps = size, eps
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, *saved = ctx.saved_tensors
+        x, weight, bias, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            grads = _grads_by_recomputation(
+                lambda x_, w_, b_: _affine(_ghost_normalized(x_, ctx.size, ctx.eps), w_, b_),
+                x, weight, bias, grad_out, ctx.needs_input_grad[:3],
+            )  # fmt: skip
+            return (*grads, None, None, None, None)
+        x = _grouped.standard_layout(x)
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         sum_g, sum_g_xhat = [], []
         for i, (start, stop, groups) in enumerate(_segments(x.shape[0], ctx.size)):
@@ -439,6 +499,16 @@ class _GhostBatchNormFn(torch.autograd.Function):
         grad_w = _total(sum_g_xhat) if ctx.needs_input_grad[1] else None
         grad_b = _total(sum_g) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _ghost_normalized(x: Tensor, size: int, eps: float) -> Tensor:
+    """x̂ per virtual batch with plain differentiable ops (the definition, for autograd)."""
+    parts = []
+    for start, stop, groups in _segments(x.shape[0], size):
+        xv = _grouped.grouped(x[start:stop], groups)  # (G, k, C, R)
+        var, mean = torch.var_mean(xv, dim=(1, 3), correction=0, keepdim=True)
+        parts.append(((xv - mean) * torch.rsqrt(var + eps)).reshape(stop - start, *x.shape[1:]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _total(parts: list[Tensor]) -> Tensor:
