@@ -93,3 +93,15 @@ def test_power_iteration_baseline_finds_the_top_eigenvalue():
 @pytest.mark.parametrize("which", BENCHES)
 def test_tables_run_on_cuda(which):
     assert "device cuda" in run_bench(which, "cuda", quick=True)
+
+
+def test_timing_waits_for_cuda_only(monkeypatch):
+    from bnlab.bench import _timing
+
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    _timing.sync(torch.device("cpu"))
+    _timing.sync(torch.device("cuda"))
+    assert synced == [torch.device("cuda")]
+    times = _timing.round_robin({"a": lambda: None, "b": lambda: None}, 2, torch.device("cuda"))
+    assert set(times) == {"a", "b"} and len(synced) > 1

@@ -372,3 +372,15 @@ def test_activation_hvp_checks_every_vector():
     with pytest.raises(ValueError, match=r"v has shape \(3, 3\)"):
         activation_hvp(model, F.cross_entropy, bn_batch(8), 1,
                        [torch.ones(8, 4, dtype=torch.float64), torch.ones(3, 3)])  # fmt: skip
+
+
+def test_seconds_budget_synchronizes_a_cuda_device_before_reading_the_clock(monkeypatch):
+    """The CUDA branch of the budget clock, run on the CPU with the sync recorded."""
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    cuda = torch.device("cuda")
+    clock = hs._Clock(HessianBudget(seconds=1e9), device=cuda)
+    assert clock.spent(3) is False and synced == [cuda]
+    hs._Clock(HessianBudget(hvps=5), device=cuda).spent(3)  # no seconds cap: no sync
+    hs._Clock(HessianBudget(seconds=1e9)).spent(3)  # CPU: nothing to wait for
+    assert synced == [cuda]
