@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from bnlab.errors import UserError
+
 __all__ = ["BENCHES", "run_bench"]
 
 BENCHES = ("layers", "probes", "loop", "hessian")
@@ -49,12 +51,12 @@ def run_bench(which: str, device: str = "cpu", *, quick: bool = False,
         The tables, separated by blank lines.
 
     Raises:
-        ValueError: for an unknown ``which`` (the message lists the choices) or a CUDA
+        UserError: for an unknown ``which`` (the message lists the choices) or a CUDA
             device that torch cannot see.
     """
     choices = (*BENCHES, "all")
     if which not in choices:
-        raise ValueError(f"unknown benchmark {which!r}; choose one of {', '.join(choices)}")
+        raise UserError(f"unknown benchmark {which!r}; choose one of {', '.join(choices)}")
     if threads is not None:
         torch.set_num_threads(threads)
     tables = _tables()
