@@ -274,3 +274,15 @@ def test_bad_input_is_a_user_error(zoo, data, tmp_path, case):
     model, loader, kw, message = _bad_calls(zoo, data)[case]
     with pytest.raises(UserError, match=re.escape(message)):
         bnlab.inspect(model, CE, loader, out=tmp_path, **kw)
+
+
+def test_the_hessian_budget_in_seconds_caps_the_products(zoo, data, tmp_path):
+    panel = Panel.preset(["hessian"], hessian_seconds=1e-9, hessian_tol=1e-12)
+    res = bnlab.inspect(zoo.make("preact"), CE, _loader(data), probes=panel, out=tmp_path)
+    with Store(tmp_path) as store:
+        run = res.variants[0].run_id
+        assert _metric(store, run, "hessian/hvps") == 1.0  # stopped after the first product
+        assert _metric(store, run, "hessian/converged") == 0.0
+        assert _metric(store, run, "hessian/accuracy") > 1e-12
+    with pytest.raises(UserError, match="hessian_seconds"):
+        Panel(hessian_seconds=0.0)

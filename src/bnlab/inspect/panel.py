@@ -41,6 +41,7 @@ from bnlab.probes import (
     hessian_eigs,
 )
 from bnlab.probes._trace import trace_forward
+from bnlab.probes.hessian import HessianBudget
 from bnlab.recipes.inspect import PROBES
 
 __all__ = ["ALL", "DEFAULT", "PROBES", "Panel", "Sites", "build_probes", "eager", "find_sites",
@@ -87,6 +88,8 @@ class Panel:
         hessian_points: points of the top Hessian eigenvalue.
         hessian_max_iter: the budget of Hessian-vector products per eigenvalue.
         hessian_tol: the relative Ritz residual at which Lanczos stops.
+        hessian_seconds: a wall-clock cap per eigenvalue (checked after each product),
+            or ``None``; ``hessian/accuracy`` says how close a capped value is.
         relative_points: points of the relative loss (Bjorck Fig. 3).
         etas: the relative loss's step sizes.
     """
@@ -106,6 +109,7 @@ class Panel:
     hessian_points: int = 2
     hessian_max_iter: int = 20
     hessian_tol: float = 1e-3
+    hessian_seconds: float | None = None
     relative_points: int = 3
     etas: tuple[float, ...] = field(default=ETAS)
 
@@ -122,6 +126,8 @@ class Panel:
                                                  "relative_points")}
         bad = {f: v for f, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)
                or v < 1}
+        if self.hessian_seconds is not None and not self.hessian_seconds > 0:
+            raise UserError(f"hessian_seconds must be > 0 or None, got {self.hessian_seconds!r}")
         if bad or self.ics_sites < 0 or not self.hessian_tol > 0:
             raise UserError(f"panel settings must be ints >= 1 (ics_sites >= 0, hessian_tol > 0), "
                             f"got {bad or {'ics_sites': self.ics_sites, 'tol': self.hessian_tol}}")
@@ -306,27 +312,28 @@ class HessianProbe(Probe):
     """:func:`~bnlab.probes.hessian_eigs` (the top eigenvalue) on a schedule.
 
     Logs ``hessian/top``, ``hessian/hvps``, ``hessian/converged`` and
-    ``hessian/rel_residual`` (‖Hy − θy‖ / |θ|: an eigenvalue of H lies within that fraction
+    ``hessian/accuracy`` (‖Hy − θy‖ / |θ|: an eigenvalue of H lies within that fraction
     of ``hessian/top``, converged or not). Cost: 1 forward, 1 backward with
-    ``create_graph`` and at most ``max_iter`` Hessian-vector products.
+    ``create_graph`` and at most ``max_iter`` Hessian-vector products (and at most
+    ``seconds``, when given, checked after each product).
     """
 
     name = "hessian"
 
     def __init__(self, schedule: Schedule, *, bn_mode: str = "train", max_iter: int = 20,
-                 tol: float = 1e-3) -> None:
+                 tol: float = 1e-3, seconds: float | None = None) -> None:
         super().__init__(schedule, bn_mode=bn_mode)
         self.max_iter, self.tol = max_iter, tol
+        self.budget = None if seconds is None else HessianBudget(seconds=seconds)
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure the top eigenvalue of this step's batch loss and log it."""
         eigs = hessian_eigs(eager(ctx.model), ctx.loss_fn, ctx.batch, k=1, bn_mode=self.bn_mode,
-                            tol=self.tol, max_iter=self.max_iter)
+                            tol=self.tol, max_iter=self.max_iter, budget=self.budget)
         ctx.log("hessian/top", float(eigs.values[0]))
         ctx.log("hessian/hvps", float(eigs.hvps))
         ctx.log("hessian/converged", float(eigs.converged))
-        top = abs(eigs.values[0])
-        ctx.log("hessian/rel_residual", eigs.residuals[0] / top if top > 0 else float("nan"))
+        ctx.log("hessian/accuracy", float(eigs.accuracy[0]))
 
 
 def build_probes(panel: Panel, sites: Sites, steps: int) -> dict[str, tuple[Probe, dict]]:
@@ -356,7 +363,8 @@ def build_probes(panel: Panel, sites: Sites, steps: int) -> dict[str, tuple[Prob
         "depth": lambda: (DepthProbe(when["depth"], bn_mode=mode), {}),
         "hessian": lambda: (HessianProbe(when["hessian"], bn_mode=mode,
                                          max_iter=panel.hessian_max_iter,
-                                         tol=panel.hessian_tol), {}),
+                                         tol=panel.hessian_tol,
+                                         seconds=panel.hessian_seconds), {}),
         "relative_loss": lambda: (RelativeLossProbe(panel.etas, schedule=when["relative_loss"],
                                                     bn_mode=mode), {}),
     }

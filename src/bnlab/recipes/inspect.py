@@ -113,7 +113,7 @@ _HESSIAN = (
     HESSIAN_HVPS,
     metric("hessian/converged", "1 when the Ritz residual met the tolerance within the "
            "budget of products, else 0", when="with hessian/top"),
-    metric("hessian/rel_residual", "‖Hy − θy‖ / |θ| of the returned Ritz pair: an eigenvalue "
+    metric("hessian/accuracy", "‖Hy − θy‖ / |θ| of the returned Ritz pair: an eigenvalue "
            "of H lies within this fraction of hessian/top", when="with hessian/top"),
 )
 RELATIVE_LOSS = array("relative_loss", ("etas",), "L(w − ηg) / L(w) on a log grid of η "

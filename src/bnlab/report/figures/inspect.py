@@ -455,7 +455,7 @@ def hessian_figure(store: Store, runs: pd.DataFrame) -> DrawnFigure:
             ax.plot(tops[v].index[done], tops[v].values[done], "o", color=v.color)
             ax.plot(tops[v].index[~done], tops[v].values[~done], "o", mfc="white", color=v.color)
             counts = _metric(store, v, HESSIAN_HVPS.name)
-            residual = _metric(store, v, "hessian/rel_residual")
+            residual = _metric(store, v, "hessian/accuracy")
             pairs = zip(counts.values, residual.values, strict=False)
             spent.append(f"{v.label}: " + ", ".join(f"{int(c)} ({r:.0e})" for c, r in pairs))
         if all((s > 0).all() for s in tops.values() if len(s)):
