@@ -157,8 +157,7 @@ _ADVICE = (
     ("unable to open", "check that the folder exists and is writable, or use another --out"),
     ("malformed", "the database file is damaged; restore it from a copy or move it away "
                   "(its runs are then run again)"),
-    ("not a database", "the file is not a bnlab results database; move it away or use "
-                       "another --out"),
+    ("not a database", "move it away or use another --out"),
     ("locked", "another process holds the database; wait for it or use another --out"),
 )
 
@@ -244,6 +243,9 @@ class Store:
     Args:
         out_dir: the output directory; created if missing. The database is
             ``<out_dir>/bnlab.db``.
+        create: create the database if it is missing (and drop the ``-wal``/``-shm``
+            files a deleted one left behind); ``False`` (pool workers) refuses instead,
+            so a worker never starts a new database beside a sweep's lost one.
 
     Raises:
         SchemaError: if the database has a schema version this bnlab does not know.
@@ -255,17 +257,21 @@ class Store:
     close it with :meth:`close` or a ``with`` block.
     """
 
-    def __init__(self, out_dir: str | Path) -> None:
+    def __init__(self, out_dir: str | Path, *, create: bool = True) -> None:
         self.out_dir = prepare_out_dir(out_dir)
         self.path = self.out_dir / DB_NAME
         if self.path.exists() and not self.path.is_file():
             raise StorePathError(f"{self.path} is not a file; move it away or use another --out")
+        if create:
+            _drop_orphan_journal(self.path)
+        mode = "rwc" if create else "rw"
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}"
         try:
             # isolation_level=None: we open every transaction ourselves with BEGIN
             # IMMEDIATE, which takes the write lock up front so concurrent writers queue on
             # busy_timeout instead of failing with "database is locked" at commit time.
             self._con = sqlite3.connect(
-                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
             )
         except sqlite3.DatabaseError as exc:
             raise _store_error(self.path, exc) from exc
@@ -352,9 +358,9 @@ class Store:
     def check_intact(self, run_id: int | None = None) -> None:
         """Raise unless the database this store opened is still the one at :attr:`path`.
 
-        Checks that the file was not deleted or replaced, and (with ``run_id``) that a
-        fresh connection sees the same rows of that run as this one: a deleted ``-wal``
-        file leaves this connection writing into a file no one else can read.
+        Checks that the file was not deleted or replaced, and that a fresh connection sees
+        what this one sees (the run's status and row counts, or every run's status): a
+        deleted ``-wal`` file leaves this connection writing into a file no one else reads.
 
         Raises:
             StoreLostError: naming what happened and that a re-run repairs it.
@@ -368,18 +374,18 @@ class Store:
             same = False
         if not same:
             raise StoreLostError(f"{lost}; {fix}")
-        if run_id is None:
-            return
         uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw"
         try:
             fresh = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
             try:
-                theirs = _counts(fresh, run_id, None)
+                theirs = _fingerprint(fresh, run_id)
             finally:
                 fresh.close()
         except sqlite3.DatabaseError as exc:
             raise StoreLostError(f"{lost} ({exc}); {fix}") from exc
-        if theirs != _counts(self._con, run_id, None):
+        with _sqlite_errors(self.path):
+            mine = _fingerprint(self._con, run_id)
+        if theirs != mine:
             raise StoreLostError(f"{lost} (another reader sees other rows); {fix}")
 
     def row_counts(self, run_id: int, before_step: int | None = None) -> RowCounts:
@@ -621,6 +627,26 @@ class Store:
         for status, n in self._query("SELECT status, count(*) FROM runs GROUP BY status"):
             counts[status] = int(n)
         return counts
+
+
+def _drop_orphan_journal(path: Path) -> None:
+    """Delete a ``-wal``/``-shm`` pair whose database file is gone.
+
+    SQLite would replay an orphaned WAL onto a new, empty database of the same name,
+    mixing pages of the lost database into it; the WAL of a deleted database is garbage.
+    """
+    if path.exists():
+        return
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _fingerprint(con: sqlite3.Connection, run_id: int | None) -> tuple:
+    """What two connections to one intact database agree on: statuses, the run's rows."""
+    if run_id is None:
+        return tuple(con.execute("SELECT id, status FROM runs ORDER BY id").fetchall())
+    status = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
+    return tuple(status), _counts(con, run_id, None)
 
 
 def _file_id(path: Path) -> tuple[int, int]:

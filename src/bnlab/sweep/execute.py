@@ -476,7 +476,7 @@ def _run_in_worker(job: _Job, spec: RunSpec, run_id: int) -> RunRecord:
     """The task of one process-pool worker: its own store connection, one run."""
     _IN_RUN.set()
     try:
-        with Store(job.out_dir) as store:
+        with Store(job.out_dir, create=False) as store:  # the sweep's own, or none
             return _run_one(store, job, spec, run_id)
     finally:
         _IN_RUN.clear()

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bnlab.errors import UserError
+from bnlab.results.store import prepare_out_dir
 
 __all__ = ["LOCK_NAME", "RunBusyError", "SweepLockedError", "dir_lock", "run_lock"]
 
@@ -61,10 +62,14 @@ def dir_lock(out_dir: str | Path, timeout: float | None = 0.0) -> Iterator[Path]
     Raises:
         SweepLockedError: if the lock is still held after ``timeout`` seconds; the
             message names the holding process.
+        bnlab.results.StorePathError: if ``out_dir`` is (under) a file.
     """
-    path = Path(out_dir) / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    path = prepare_out_dir(out_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write to output folder {path.parent} ({exc.strerror});"
+                                 " make it writable or use another --out") from exc
     try:
         _acquire(fd, path, timeout)
         os.ftruncate(fd, 0)
