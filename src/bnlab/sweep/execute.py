@@ -41,6 +41,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -421,18 +422,24 @@ def _collect(store: Store, fut: Future, spec: RunSpec, run_id: int) -> RunRecord
 
 
 def _stop_workers(pool: ProcessPoolExecutor, running: Mapping[Future, Any]) -> None:
-    """Ask every worker to hand its run back (SIGTERM), give them a grace, then kill."""
+    """Ask every worker to hand its run back (SIGTERM) and to exit; kill it after a grace."""
     procs = list(getattr(pool, "_processes", {}).values())  # no public accessor
+    deadline = time.monotonic() + _STOP_GRACE_S
     for proc in procs:
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGTERM)
     try:
         wait(running, timeout=_STOP_GRACE_S)
+        pool.shutdown(wait=False, cancel_futures=True)  # idle workers exit on its sentinel
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
     finally:
         for proc in procs:
             if proc.is_alive():
                 proc.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # every worker has ended now, so this is short; it lets the pool release its
+        # queues (otherwise multiprocessing warns about leaked semaphores at exit)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- inside a worker process -------------------------------------------------------------------
@@ -448,9 +455,9 @@ def _worker_init(parent: int) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    """Hand the run back as pending, like a Ctrl-C; an idle worker waits for shutdown."""
     if _IN_RUN.is_set():
-        raise KeyboardInterrupt  # the run is handed back as pending, like a Ctrl-C
-    os._exit(0)  # idle: nothing to hand back
+        raise KeyboardInterrupt
 
 
 def _die_with_parent(parent: int) -> None:
