@@ -104,7 +104,7 @@ def _patch_store(module: object, fault: _Fault) -> None:
     tx = store._tx
 
     @contextmanager
-    def wrapped(self: object):  # noqa: ANN202
+    def wrapped(self: object):
         with tx(self) as con:
             yield con
             if fault.hit("store"):
