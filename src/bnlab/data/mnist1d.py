@@ -103,11 +103,11 @@ def _cached(path: Path) -> dict[str, np.ndarray] | None:
     if not path.exists():
         return None
     try:
-        arrays = read_npz(path, _KEYS, "it is regenerated", require_digests=True)
+        arrays = read_npz(path, _KEYS, "regenerating it", require_digests=True)
         _check(path, arrays)
         return arrays
     except DataError as err:
-        warnings.warn(f"{err}: regenerating {path.name}", CacheWarning, stacklevel=3)
+        warnings.warn(str(err), CacheWarning, stacklevel=3)
         return None
 
 
@@ -117,12 +117,12 @@ def _check(path: Path, arrays: dict[str, np.ndarray]) -> None:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.float32 or x.ndim != 2 or y.dtype != np.int64 or y.shape != x.shape[:1]:
             raise DataError(f"{path}: x_{split} {x.dtype}{x.shape}, y_{split} {y.dtype}{y.shape};"
-                            " expected float32 (N, L) and int64 (N,)")
+                            " expected float32 (N, L) and int64 (N,); regenerating it")
         if x.size and not (np.isfinite(x).all() and np.abs(x).max() <= MAX_ABS_SIGNAL):
             raise DataError(f"{path}: x_{split} holds non-finite values or values beyond "
-                            f"±{MAX_ABS_SIGNAL:g}")
+                            f"±{MAX_ABS_SIGNAL:g}; regenerating it")
         if y.size and (y.min() < 0 or y.max() > 9):
-            raise DataError(f"{path}: y_{split} holds labels outside 0..9")
+            raise DataError(f"{path}: y_{split} holds labels outside 0..9; regenerating it")
 
 
 def load_mnist1d(

@@ -79,6 +79,8 @@ _STOP_GRACE_S = 10.0
 _WATCHDOG_S = 0.5
 #: Failure kinds (see :func:`failure_kind`) that a plain re-run retries.
 _RETRIED = ("input", "environment")
+#: Seconds a run waits for its run lock (a worker of a killed sweep dies within ~1 s).
+_RUN_LOCK_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ def _run_one(store: Store, job: _Job, spec: RunSpec, run_id: int,
              progress: bool = False) -> RunRecord:
     """Train one run under its run lock; a run held by another process is ``lost``."""
     try:
-        with run_lock(job.out_dir, spec.key):
+        with run_lock(job.out_dir, spec.key, timeout=_RUN_LOCK_WAIT_S):
             return _attempt(store, job, spec, run_id, progress)
     except RunBusyError as exc:
         return RunRecord(spec.key, "lost", 0, str(exc))

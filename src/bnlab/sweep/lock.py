@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bnlab.errors import UserError
-from bnlab.results.store import prepare_out_dir
+from bnlab.results.store import StoreError, prepare_out_dir
 
 __all__ = ["LOCK_NAME", "RunBusyError", "SweepLockedError", "dir_lock", "run_lock"]
 
@@ -68,8 +68,8 @@ def dir_lock(out_dir: str | Path, timeout: float | None = 0.0) -> Iterator[Path]
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write to output folder {path.parent} ({exc.strerror});"
-                                 " make it writable or use another --out") from exc
+        raise StoreError(f"cannot write to output folder {path.parent} ({exc.strerror}); "
+                         "make it writable or use another --out") from exc
     try:
         _acquire(fd, path, timeout)
         os.ftruncate(fd, 0)
