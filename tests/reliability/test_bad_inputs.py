@@ -33,6 +33,8 @@ CASES = [
     ("pct-every-zero", ["run", R, "--set", "pct_every=0"], 2, "pct_every"),
     ("pct-batch-negative", ["run", R, "--set", "pct_batch=-3"], 2, "pct_batch"),
     ("width-zero", ["run", R, "--set", "widths=0,100"], 2, "widths"),
+    ("widths-empty", ["run", R, "--set", "widths="], 2, "at least 1 item"),
+    ("pct-batch-one", ["run", R, "--set", "pct_batch=1"], 2, "pct_batch"),
     ("threads-zero", ["run", R, "--set", "threads=0"], 2, "threads"),
     ("probability-2", ["run", R, "--set", "binarize=2"], 2, "binarize"),
     ("init-std-zero", ["run", R, "--set", "init_std=0"], 2, "init_std"),
@@ -169,14 +171,14 @@ def test_bad_input_table_covers_the_issue_list():
 
 
 def test_failed_runs_exit_1_and_are_listed(tmp_path, capsys, cache, monkeypatch):
-    """A sweep whose runs fail (an MLP with no hidden layer) says so; no longer exit 0."""
+    """A sweep whose runs fail (batches larger than the data) says so; no longer exit 0."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    code = main(["run", R, "--scale", "smoke", "--set", "widths=", "--out", str(tmp_path),
-                 "--no-progress"])
+    code = main(["run", R, "--scale", "smoke", "--set", "batch_size=100000", "--out",
+                 str(tmp_path), "--no-progress"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 1, lines
     assert "2 run(s) did not finish" in lines[0] and "bnlab status" in lines[0]
-    assert len(lines) == 3 and all("hidden layer" in ln for ln in lines[1:]), lines
+    assert len(lines) == 3 and all("batch_size" in ln for ln in lines[1:]), lines
     assert all(len(ln) < 300 and "Traceback" not in ln for ln in lines)
 
 

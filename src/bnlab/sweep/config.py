@@ -8,8 +8,8 @@ setting or a traceback. Supported field types: ``int``, ``float``, ``bool``, ``s
 ``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]``, ``list[X]``, ``dict``,
 ``X | None``, nested dataclasses (addressed with dotted keys, ``model.width=64``) and
 ``Annotated[X, Range(...)]`` (:data:`PosInt`, :data:`NonNegInt`, :data:`PosFloat`,
-:data:`Probability`), whose bounds are checked on every override and by
-:func:`validate_config`. A recipe's grid axes (``lr``, ``norm``) take a list of values
+:data:`Probability`) and ``Annotated[tuple[X, ...], MinItems(n)]``, whose bounds are
+checked on every override and by :func:`validate_config`. A recipe's grid axes (``lr``, ``norm``) take a list of values
 through :func:`apply_sweep_overrides`.
 
 YAML (a ``--config`` file, a ``--set`` value of a mapping field) is read with limits: at
@@ -49,6 +49,7 @@ __all__ = [
     "MAX_YAML_BYTES",
     "MAX_YAML_NODES",
     "ConfigError",
+    "MinItems",
     "NonNegInt",
     "PosFloat",
     "PosInt",
@@ -109,6 +110,22 @@ class Range:
         return " and ".join(parts) or "any number"
 
 
+@dataclasses.dataclass(frozen=True)
+class MinItems:
+    """The fewest items of a sequence field: ``Annotated[tuple[PosInt, ...], MinItems(1)]``."""
+
+    n: int
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` has too few items, or ``None`` when it is fine."""
+        return None if len(value) >= self.n else str(self)
+
+    def __str__(self) -> str:
+        return f"with at least {self.n} item{'' if self.n == 1 else 's'}"
+
+
+_BOUNDS = (Range, MinItems)
+
 #: An int >= 1 (steps, batch sizes, widths, periods that must run).
 PosInt = Annotated[int, Range(1)]
 #: An int >= 0 (a period where 0 means never).
@@ -133,7 +150,7 @@ class _BadValue(Exception):
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
-        ranges = [str(m) for m in tp.__metadata__ if isinstance(m, Range)]
+        ranges = [str(m) for m in tp.__metadata__ if isinstance(m, _BOUNDS)]
         return " ".join([_type_name(args[0]), *ranges])
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
@@ -218,7 +235,7 @@ def _parse(tp: Any, value: Any, text: bool) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
         parsed = _parse(args[0], value, text)
-        for bound in (m for m in tp.__metadata__ if isinstance(m, Range)):
+        for bound in (m for m in tp.__metadata__ if isinstance(m, _BOUNDS)):
             if bound.problem(parsed) is not None:
                 raise _BadValue(_type_name(tp))
         return parsed
