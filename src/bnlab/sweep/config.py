@@ -9,8 +9,8 @@ setting or a traceback. Supported field types: ``int``, ``float``, ``bool``, ``s
 ``X | None``, nested dataclasses (addressed with dotted keys, ``model.width=64``) and
 ``Annotated[X, Range(...)]`` (:data:`PosInt`, :data:`NonNegInt`, :data:`PosFloat`,
 :data:`Probability`) and ``Annotated[tuple[X, ...], MinItems(n)]``, whose bounds are
-checked on every override and by :func:`validate_config`. A recipe's grid axes (``lr``, ``norm``) take a list of values
-through :func:`apply_sweep_overrides`.
+checked on every override and by :func:`validate_config`. A recipe's grid axes (``lr``,
+``norm``) take a list of values through :func:`apply_sweep_overrides`.
 
 YAML (a ``--config`` file, a ``--set`` value of a mapping field) is read with limits: at
 most :data:`MAX_YAML_BYTES` of a regular file, expanding to at most
