@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +62,26 @@ def env_for(cache: Path, fault: str | None = None, pids: Path | None = None) -> 
 
 def bnlab(args: list[str] | tuple[str, ...], env: dict, *, timeout: float = 300,
           kill_after: float | None = None, preexec_fn=None) -> Result:
-    """Run ``python -m bnlab ARGS``; with ``kill_after``, SIGKILL it after that many seconds."""
+    """Run ``python -m bnlab ARGS``; with ``kill_after``, SIGKILL it after that many seconds.
+
+    Output goes to files, not pipes: a process left behind by a killed command (the bug
+    these tests look for) must not keep the test waiting for the end of a pipe.
+    """
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "bnlab", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
-    try:
-        out, err = proc.communicate(timeout=kill_after if kill_after is not None else timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=60)
-        if kill_after is None:
-            raise AssertionError(f"bnlab {' '.join(args)} hung for {timeout} s") from None
-    return Result(proc.returncode, out, err, time.monotonic() - start)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bnlab", *args], env=env, text=True,
+                                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                preexec_fn=preexec_fn)
+        try:
+            proc.wait(timeout=kill_after if kill_after is not None else timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=60)
+            if kill_after is None:
+                raise AssertionError(f"bnlab {' '.join(args)[:200]} hung for {timeout} s") from None
+        out.seek(0)
+        err.seek(0)
+        return Result(proc.returncode, out.read(), err.read(), time.monotonic() - start)
 
 
 # -- the store, read without bnlab ---------------------------------------------------------------
