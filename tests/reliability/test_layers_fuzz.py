@@ -39,8 +39,15 @@ NOISY = {"noisy_bn", "noise"}
 ATOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float32: 1e-4, torch.float64: 1e-9}
 
 
-# Known findings left out of the property test (each has a strict xfail case below).
-SKIP_PROPERTY = {("bn_reference", torch.float16)}
+def _known_finding(name, dtype, layout, train, scale):
+    """Findings left out of the property test; each has a strict xfail case below."""
+    if name == "bn_reference" and dtype == torch.float16:
+        return "bn_reference float16 backward overflow"
+    if name == "ghost_bn" and layout != "contiguous" and train:
+        return "ghost_bn on a non-contiguous input"
+    if name in ("l1", "l2", "linf") and dtype == torch.float16 and scale >= 1e3 and train:
+        return "lp norms square their scale in float16"
+    return None
 
 
 def _examples(request: pytest.FixtureRequest) -> int:
@@ -97,6 +104,16 @@ def _forward(m, x):
     return y.detach(), x.grad
 
 
+def _values_per_statistic(name, shape, train, module):
+    """How many values each mean/variance is taken over (large when there is none)."""
+    positions = int(torch.tensor(shape[2:]).prod())
+    if name in BATCH_STATS and train:
+        return shape[0] * positions
+    if name in ("ln", "gn"):
+        return shape[1] // module.num_groups * positions
+    return 2**31
+
+
 def _single_values(name, shape, train, module):
     """Whether the statistics would be taken over one value (the documented ValueError).
 
@@ -122,7 +139,7 @@ def test_norms_under_random_shapes_dtypes_and_layouts(request):
     @given(cases())
     def case(params):
         name, dtype, shape, layout, scale, const, train, seed = params
-        assume((name, dtype) not in SKIP_PROPERTY)
+        assume(_known_finding(name, dtype, layout, train, scale) is None)
         x = _input(shape, dtype, scale, const, seed)
         m = _build(name, shape[1], dtype, train, seed)
         twin = copy.deepcopy(m)  # same parameters, buffers and noise generator
@@ -133,6 +150,10 @@ def test_norms_under_random_shapes_dtypes_and_layouts(request):
         y, g = _forward(m, _laid_out(x, layout))
         assert y.shape == x.shape and y.dtype == dtype
         assert torch.isfinite(y).all() and torch.isfinite(g).all(), params
+        if const or _values_per_statistic(name, shape, train, m) < 2:
+            # ill-conditioned: a constant channel's output (or a statistic over one value)
+            # is rounding error times 1/sqrt(eps), so only finiteness is checked
+            return
         # the memory format does not change the result
         y_ref, _ = _forward(copy.deepcopy(twin), x.contiguous())
         torch.testing.assert_close(y.float(), y_ref.float(), atol=ATOL[dtype], rtol=ATOL[dtype])
@@ -204,3 +225,29 @@ def test_extreme_values_and_constant_channels_stay_finite(name, dtype, value):
         (y.double() * weights).sum().backward()  # linear: the loss itself cannot overflow
         assert torch.isfinite(y).all(), f"non-finite output (train={train})"
         assert torch.isfinite(xg.grad).all(), f"non-finite gradient (train={train})"
+
+
+@pytest.mark.xfail(strict=True, reason="ghost_bn: _GhostBatchNormFn writes each chunk with "
+                   "native_batch_norm.out into out.split(...) views of empty_like(x); for a "
+                   "non-contiguous x the kernel restrides or reallocates those outs, so the "
+                   "result is uninitialized memory. Fix: x = x.contiguous() (and grad_out) first")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ghost_bn_on_a_non_contiguous_input_equals_the_contiguous_result(dtype):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 4, generator=gen, dtype=dtype)
+    strided = x.transpose(0, 2).contiguous().transpose(0, 2)  # same values, other strides
+    a = create_norm("ghost_bn", 3, dtype=dtype, virtual_batch_size=4)(strided)
+    b = create_norm("ghost_bn", 3, dtype=dtype, virtual_batch_size=4)(x)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.xfail(strict=True, reason="l1/l2/linf: s^2 is formed in the input dtype, which "
+                   "overflows float16 once the scale s passes 256, and the output becomes 0; "
+                   "computing the statistics in float32 (as torch's batch norm does) fixes it")
+@pytest.mark.parametrize("name", ["l1", "l2", "linf"])
+def test_lp_norms_in_float16_match_float32_for_values_near_a_thousand(name):
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(8, 3, generator=gen) * 1e3 + 1e3).half()
+    y16 = create_norm(name, 3, dtype=torch.float16)(x)
+    y32 = create_norm(name, 3)(x.float())
+    torch.testing.assert_close(y16.float(), y32, atol=3e-2, rtol=3e-2)
