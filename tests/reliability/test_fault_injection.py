@@ -87,6 +87,7 @@ def test_sigkill_again_and_again_then_rerun_equals_an_uninterrupted_sweep(
         else:
             trouble.append(f"{log[-1]}: exit {res.returncode}: {res.stderr[-300:]}")
     final = bnlab(_args(out, executor), env_for(cache))
+    print(f"{executor}: {kills} kills in {rounds + 1} rounds", *log, *trouble, sep="\n")
     assert final.returncode == 0, final.stderr
     assert kills == target, log
     assert trouble == [], trouble
