@@ -176,7 +176,7 @@ def read_latest(directory: Path) -> dict[str, Any] | None:
         raise CheckpointError(f"cannot read {latest} ({type(exc).__name__}); {fix}") from exc
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(f"{latest} holds step {str(step)[:40]!r}, not an int >= 0; {fix}")
-    match = _CKPT.match(name) if isinstance(name, str) else None
+    match = _CKPT.fullmatch(name) if isinstance(name, str) else None
     if match is None or int(match.group(1)) != step:
         raise CheckpointError(f"{latest} names {str(name)[:60]!r}, not ckpt-<step>.pt of "
                               f"step {step} in this folder; {fix}")
