@@ -243,9 +243,9 @@ class Store:
     Args:
         out_dir: the output directory; created if missing. The database is
             ``<out_dir>/bnlab.db``.
-        create: create the database if it is missing (and drop the ``-wal``/``-shm``
-            files a deleted one left behind); ``False`` (pool workers) refuses instead,
-            so a worker never starts a new database beside a sweep's lost one.
+        create: create the database if it is missing (SQLite then discards a ``-wal``
+            file a deleted database left behind); ``False`` (pool workers) refuses
+            instead, so a worker never starts a new database beside a sweep's lost one.
 
     Raises:
         SchemaError: if the database has a schema version this bnlab does not know.
@@ -262,8 +262,6 @@ class Store:
         self.path = self.out_dir / DB_NAME
         if self.path.exists() and not self.path.is_file():
             raise StorePathError(f"{self.path} is not a file; move it away or use another --out")
-        if create:
-            _drop_orphan_journal(self.path)
         mode = "rwc" if create else "rw"
         uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}"
         try:
@@ -627,18 +625,6 @@ class Store:
         for status, n in self._query("SELECT status, count(*) FROM runs GROUP BY status"):
             counts[status] = int(n)
         return counts
-
-
-def _drop_orphan_journal(path: Path) -> None:
-    """Delete a ``-wal``/``-shm`` pair whose database file is gone.
-
-    SQLite would replay an orphaned WAL onto a new, empty database of the same name,
-    mixing pages of the lost database into it; the WAL of a deleted database is garbage.
-    """
-    if path.exists():
-        return
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _fingerprint(con: sqlite3.Connection, run_id: int | None) -> tuple:
