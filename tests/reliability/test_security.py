@@ -75,7 +75,7 @@ def test_a_planted_pickle_checkpoint_is_refused(form, tmp_path, marker):
             torch.save({"model": Payload(marker)}, path)
 
     _plant_checkpoint(tmp_path / "ckpt", 20, write)
-    with pytest.raises(CheckpointError, match="refused checkpoint .*delete"):
+    with pytest.raises(CheckpointError, match=r"refused checkpoint .*delete"):
         load_latest(tmp_path / "ckpt")
 
 
