@@ -88,7 +88,7 @@ def test_latest_json_cannot_point_outside_its_folder(name, tmp_path, marker):
     folder.mkdir(parents=True)
     save_checkpoint(folder, 20, {"format": 1})  # a good checkpoint is there too
     (folder / "latest.json").write_text(json.dumps({"step": 20, "file": name}))
-    with pytest.raises(CheckpointError, match="not ckpt-<step>.pt"):
+    with pytest.raises(CheckpointError, match=r"not ckpt-<step>\.pt"):
         load_latest(folder)
 
 
@@ -155,7 +155,7 @@ def test_a_changed_byte_in_a_built_dataset_is_refused(tmp_path):
 
 
 def _mnist1d_cache(tmp_path: Path) -> tuple[Path, dict]:
-    x, _ = load("mnist1d", "train", data_dir=tmp_path, num_samples=200)  # writes the cache
+    load("mnist1d", "train", data_dir=tmp_path, num_samples=200)  # writes the cache
     path = cache_path(tmp_path, mnist1d_args(num_samples=200))
     with np.load(path) as npz:
         return path, {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}

@@ -40,7 +40,7 @@ def test_a_database_path_that_is_a_folder_is_bad_input(tmp_path):
 def test_garbage_is_not_a_database_and_damage_is_the_environment(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "bnlab.db").write_bytes(os.urandom(8192))
-    with pytest.raises(StorePathError, match="not a database.*another --out"):
+    with pytest.raises(StorePathError, match=r"not a database.*another --out"):
         Store(tmp_path / "a")
     with Store(tmp_path / "b") as store:
         for i in range(40):
@@ -49,7 +49,7 @@ def test_garbage_is_not_a_database_and_damage_is_the_environment(tmp_path):
     with open(tmp_path / "b" / "bnlab.db", "r+b") as handle:
         handle.seek(4096 * 2)
         handle.write(b"\xff" * 4096 * 3)
-    with pytest.raises(StoreError, match="malformed.*damaged") as err:
+    with pytest.raises(StoreError, match=r"malformed.*damaged") as err:
         with Store(tmp_path / "b") as store:
             store.metrics()
     assert not isinstance(err.value, UserError)
