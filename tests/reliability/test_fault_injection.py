@@ -8,8 +8,10 @@ Every fault is injected in a real ``bnlab run`` subprocess (the smoke sweep of
 or store transaction (before its COMMIT) of a process, or after a random delay. In a pool
 sweep the hook in a worker kills the *driver*; the worker must then die with it.
 
-Counts: CI runs 3 kills in a row per executor, one file-size limit and each deletion once;
-``pytest --long`` runs 20 kills per executor and three limits.
+Counts: CI runs 3 kills in a row per executor, one file-size limit (serial), the WAL
+deleted under a serial sweep and the database under a pool sweep, and Ctrl-C of a pool
+sweep; ``pytest --long`` runs 20 kills per executor, three limits per executor, each
+deletion three times per executor, and Ctrl-C of both.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ pytestmark = pytest.mark.slow
 
 # point -> the range of n (the n-th hit in one process) or of the delay in seconds
 KILL_POINTS = {"step": (1, 40), "ckpt": (1, 6), "store": (1, 15), "timer": (2.0, 9.0)}
+
+
+def _long_only(long_run: bool, why: str) -> None:
+    if not long_run:
+        pytest.skip(f"{why}: run with --long")
 
 
 def _args(out: Path, executor: str) -> list[str]:
@@ -105,6 +112,8 @@ def _limit_file_size(limit: int):
 def test_full_disk_is_one_clear_message_and_a_rerun_completes(
         executor, tmp_path, cache, reference, long_run):
     """RLIMIT_FSIZE in the child: every write past the limit fails as on a full disk."""
+    if executor == "process":
+        _long_only(long_run, "the pool variant")
     limits = (60_000, 150_000, 400_000) if long_run else (150_000,)
     for limit in limits:
         out = tmp_path / f"limit-{limit}"
@@ -124,6 +133,8 @@ def test_full_disk_is_one_clear_message_and_a_rerun_completes(
 def test_database_or_wal_deleted_mid_sweep_is_detected_then_repaired(
         what, executor, tmp_path, cache, reference, long_run):
     """Never reported finished with rows missing; the same command again repairs it."""
+    if (executor, what) not in (("serial", "rmwal"), ("process", "rmdb")):
+        _long_only(long_run, "this combination")
     rng = random.Random(f"{what}-{executor}")
     for n in rng.sample(range(3, 30), 3 if long_run else 1):
         out = tmp_path / f"at-{n}"
@@ -147,7 +158,9 @@ def _started_runs(db: Path) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize("executor", ["serial", "process"])
-def test_ctrl_c_stops_promptly_and_no_queued_run_starts(executor, tmp_path, cache, reference):
+def test_ctrl_c_stops_promptly_and_no_queued_run_starts(executor, tmp_path, cache, long_run):
+    if executor == "serial":
+        _long_only(long_run, "the serial variant (tests/sweep covers it in process)")
     out, pids = tmp_path / "out", tmp_path / "pids"
     cmd = [sys.executable, "-m", "bnlab", *_args(out, executor), "--set", "steps=600"]
     proc = subprocess.Popen(cmd, env=env_for(cache, pids=pids), stdout=subprocess.PIPE,
