@@ -136,7 +136,9 @@ def test_database_or_wal_deleted_mid_sweep_is_detected_then_repaired(
     if (executor, what) not in (("serial", "rmwal"), ("process", "rmdb")):
         _long_only(long_run, "this combination")
     rng = random.Random(f"{what}-{executor}")
-    for n in rng.sample(range(3, 30), 3 if long_run else 1):
+    # each pool worker makes ~9 store transactions per run, the driver 5 in all; so n <= 9
+    # is reached whichever way the runs are spread over the workers
+    for n in rng.sample(range(3, 30 if executor == "serial" else 10), 3 if long_run else 1):
         out = tmp_path / f"at-{n}"
         res = bnlab(_args(out, executor), env_for(cache, f"store:{n}:{what}"))
         assert res.returncode == 1, (n, res.returncode, res.stderr[-2000:])
@@ -172,7 +174,9 @@ def test_ctrl_c_stops_promptly_and_no_queued_run_starts(executor, tmp_path, cach
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     t0 = time.monotonic()
     _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - t0 < 15, "Ctrl-C did not stop the sweep promptly"
+    # ~2 s on a quiet machine; the bound only guards against a sweep that goes on (a
+    # queued run started after Ctrl-C trains for minutes at steps=600)
+    assert time.monotonic() - t0 < 60, "Ctrl-C did not stop the sweep promptly"
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert orphans(pids) == []
     runs = _started_runs(out / "bnlab.db")
