@@ -165,6 +165,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bnlab.bench import run_bench
+    from bnlab.experiments import resolve_device
+
+    print(run_bench(args.which, resolve_device(args.device), quick=args.quick,
+                    threads=args.threads))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bnlab.experiments.demo import run_demo
 
@@ -216,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "parquet"), required=True)
     export.add_argument("--dest", type=Path, required=True)
     export.set_defaults(func=_cmd_export)
+
+    bench = sub.add_parser("bench", help="benchmark tables: ratios against baselines timed in "
+                           "the same process")
+    bench.add_argument("which", choices=("layers", "probes", "loop", "hessian", "all"))
+    bench.add_argument("--device", default="auto", choices=DEVICES)
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny sizes: checks the machinery runs; ratios are not measurements")
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="a one-minute BN vs no-norm comparison on generated data")
     demo.add_argument("--steps", type=_int_between(1, MAX_DEMO_STEPS), default=400,
