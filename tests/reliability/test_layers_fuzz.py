@@ -43,10 +43,10 @@ def _known_finding(name, dtype, layout, train, scale):
     """Findings left out of the property test; each has a strict xfail case below."""
     if name == "bn_reference" and dtype == torch.float16:
         return "bn_reference float16 backward overflow"
-    if name == "ghost_bn" and layout != "contiguous" and train:
-        return "ghost_bn on a non-contiguous input"
     if name in ("l1", "l2", "linf") and dtype == torch.float16 and scale >= 1e3 and train:
         return "lp norms square their scale in float16"
+    if name == "ghost_bn" and dtype == torch.float16 and scale >= 1e3 and train:
+        return "fused ghost_bn squares in float16 (see _GHOST_HALF)"
     return None
 
 
@@ -188,10 +188,15 @@ def _extremes(dtype):
 
 _FP16_BACKWARD = ("bn_reference: the hand-written backward's (var + eps)^-3/2 overflows "
                   "float16 on a channel of small variance")
+_GHOST_HALF = ("ghost_bn (fused, 88772be): the backward of a constant channel is NaN in "
+               "float16/bfloat16 at large |x|; bn stays finite on the same input")
 _PAST_RANGE = "the variance of |x| ~ 1e30 overflows this dtype (no rescaling): NaN"
 KNOWN = {  # (norm, dtype, value id) -> why it is not finite yet (found by this table)
     ("bn_reference", "float16", "tiny"): _FP16_BACKWARD,
     ("bn_reference", "float16", "largest"): _FP16_BACKWARD,
+    **{("ghost_bn", dt, v): _GHOST_HALF for dt, v in (("float16", "largest"),
+                                                      ("bfloat16", "largest"),
+                                                      ("bfloat16", "1e30"))},
     **{(norm, dt, "1e30"): f"{norm}: {_PAST_RANGE}"
        for norm, dt in (("gn", "bfloat16"), ("gn", "float32"), ("ln", "bfloat16"),
                         ("l2", "bfloat16"), ("l2", "float32"))},
@@ -227,10 +232,8 @@ def test_extreme_values_and_constant_channels_stay_finite(name, dtype, value):
         assert torch.isfinite(xg.grad).all(), f"non-finite gradient (train={train})"
 
 
-@pytest.mark.xfail(strict=True, reason="ghost_bn: _GhostBatchNormFn writes each chunk with "
-                   "native_batch_norm.out into out.split(...) views of empty_like(x); for a "
-                   "non-contiguous x the kernel restrides or reallocates those outs, so the "
-                   "result is uninitialized memory. Fix: x = x.contiguous() (and grad_out) first")
+# Found by this suite on the ghost_bn of 899e679 (uninitialized output for a non-contiguous
+# input); the fused ghost_bn merged at 88772be gets it right: kept as a regression test.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_ghost_bn_on_a_non_contiguous_input_equals_the_contiguous_result(dtype):
     gen = torch.Generator().manual_seed(0)
