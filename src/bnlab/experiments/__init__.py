@@ -19,7 +19,13 @@ from bnlab.experiments.recipe import (
     list_recipes,
     register_recipe,
 )
-from bnlab.experiments.runner import describe_recipes, parse_seeds, plan, run_recipes
+from bnlab.experiments.runner import (
+    describe_recipes,
+    parse_seeds,
+    plan,
+    run_recipes,
+    select_recipes,
+)
 
 __all__ = [
     "DATA",
@@ -43,4 +49,5 @@ __all__ = [
     "resolve_device",
     "run_recipes",
     "run_spec",
+    "select_recipes",
 ]
