@@ -5,7 +5,7 @@ Importing this package registers every recipe (one module per paper). A recipe i
 (:mod:`bnlab.experiments.recipe`); :mod:`bnlab.experiments.harness` performs its runs.
 """
 
-from bnlab.experiments import ioffe2015
+from bnlab.experiments import ioffe2015, kohler2019, yang2019
 from bnlab.experiments.harness import DEVICES, Measure, RunEnv, Training, resolve_device, run_spec
 from bnlab.experiments.recipe import (
     DATA,
@@ -42,6 +42,7 @@ __all__ = [
     "describe_recipes",
     "get_recipe",
     "ioffe2015",
+    "kohler2019",
     "list_recipes",
     "parse_seeds",
     "plan",
@@ -50,4 +51,5 @@ __all__ = [
     "run_recipes",
     "run_spec",
     "select_recipes",
+    "yang2019",
 ]
