@@ -198,9 +198,9 @@ def best_accuracies(table: pd.DataFrame) -> dict[tuple[int, bool], tuple[float, 
 
 
 def _c26_parts(shallow: float, deep: float, deep_skip: float) -> tuple[bool, bool, bool]:
-    return (shallow - CHANCE >= 0.5 * (1.0 - CHANCE),
-            deep - CHANCE <= 0.5 * (shallow - CHANCE),
-            deep_skip - CHANCE > 0.5 * (shallow - CHANCE))
+    return (bool(shallow - CHANCE >= 0.5 * (1.0 - CHANCE)),
+            bool(deep - CHANCE <= 0.5 * (shallow - CHANCE)),
+            bool(deep_skip - CHANCE > 0.5 * (shallow - CHANCE)))
 
 
 def _c26_nets(best: dict) -> tuple[tuple[int, bool], ...]:
