@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from bnlab.claims.core import Claim, Detail, Measurement, MissingDataError, Rule
-from bnlab.claims.helpers import Curves, load_curves, seedwise
+from bnlab.claims.helpers import Curves, load_curves, seedwise, with_diverged
 from bnlab.claims.registry import register_claim
 from bnlab.recipes.yang2019 import EXPLOSION, GRAD, PAPER, RATE, TEST_ACC, TRAINABILITY
 from bnlab.results import Store
@@ -148,28 +148,12 @@ def measure_c25(store: Store, runs: pd.DataFrame) -> Measurement:
 # -- c26, c27 ------------------------------------------------------------------------------
 
 
-def _with_diverged(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs and the diverged runs of the same recipe, scale and data.
-
-    :func:`bnlab.claims.evaluate` hands a measurement the finished runs; whether a deep
-    network diverges is part of what c26 measures, so its diverged runs are read too.
-    """
-    if runs.empty:
-        raise MissingDataError("no finished runs")
-    every = store.runs(recipe=str(runs["recipe"].iloc[0]))
-    same = np.ones(len(every), dtype=bool)
-    for label in ("cfg.scale", "cfg.data"):
-        if label in every.columns and label in runs.columns:
-            same &= (every[label] == runs[label].iloc[0]).to_numpy()
-    return every[same & every["status"].isin(["finished", "diverged"]).to_numpy()]
-
-
 def final_accuracies(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: depth, skip, lr, seed, status and final test accuracy.
 
     A diverged run's accuracy is chance (:data:`CHANCE`).
     """
-    every = _with_diverged(store, runs)
+    every = with_diverged(store, runs)
     for field in ("depth", "skip", "lr"):
         if f"cfg.{field}" not in every.columns:
             raise MissingDataError(f"the runs have no config field {field!r}")
