@@ -76,7 +76,7 @@ def test_trainability_sizes_probe_and_skips():
     assert job.model.skips == (False, True, True, True)  # the first changes width: no skip
     (probe,) = job.probes
     assert isinstance(probe, GradientStatsProbe)
-    assert probe.layers == [1, 2, 3, 4] and probe.steps == frozenset({0, 1})
+    assert probe.layers == [1, 2, 3, 4] and probe.schedule.steps == frozenset({0, 1})
     plain = TRAIN.build(replace(cfg, mnist1d_width=0, mnist1d_steps=0),
                         _env(data="mnist1d", dataset="mnist"))
     assert plain.steps == cfg.steps and plain.model.skips == (False,) * 4

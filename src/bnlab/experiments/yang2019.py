@@ -46,7 +46,7 @@ from bnlab.data import Loader
 from bnlab.experiments.harness import LogFn, Measure, RunEnv, Training
 from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_recipe
 from bnlab.models import create_model
-from bnlab.probes import GradientStatsProbe, gradient_explosion_rate
+from bnlab.probes import GradientStatsProbe, Schedule, gradient_explosion_rate
 from bnlab.recipes.yang2019 import (
     EXPLOSION,
     PROFILE,
@@ -201,7 +201,8 @@ def build_trainability(cfg: TrainabilityConfig, env: RunEnv) -> Training:
         return {TEST_ACC.name: correct.item(), TEST_N.name: float(len(yt))}
 
     # Every hidden layer's weight gradient before the first and the second update (c27).
-    probe = GradientStatsProbe(list(range(1, cfg.depth + 1)), steps=(0, 1), bins=cfg.grad_bins)
+    probe = GradientStatsProbe(list(range(1, cfg.depth + 1)), schedule=Schedule(steps=(0, 1)),
+                               bins=cfg.grad_bins)
     return Training(
         model, Loader(x, y, cfg.batch_size, seed=env.seed), nn.functional.cross_entropy,
         build_optimizer(SGD(lr=cfg.lr), model.parameters()), steps=steps, evaluate=evaluate,
