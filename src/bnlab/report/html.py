@@ -54,7 +54,10 @@ figcaption{font-size:.85em;color:#555}.muted{color:#777;font-size:.85em}
 color:#fff;white-space:nowrap}
 .badge.supported{background:#2e7d32}.badge.not-supported{background:#c62828}
 .badge.inconclusive{background:#9e9e9e}.badge.not-run{background:#e0e0e0;color:#555}
-.holds{color:#2e7d32}.fails{color:#c62828}table.synthesis td:nth-child(2){font-size:.85em}
+.holds{color:#2e7d32}.fails{color:#c62828}table.synthesis{width:100%;table-layout:fixed}
+table.synthesis td:nth-child(2){font-size:.85em}table.synthesis th:nth-child(1){width:15%}
+table.synthesis th:nth-child(2){width:37%}table.synthesis th:nth-child(3){width:12%}
+table.synthesis th:nth-child(5){width:8%}
 code{background:#f4f4f4;padding:0 .2em}ul.details{margin:.3em 0;padding-left:1.2em}
 """
 
