@@ -42,7 +42,7 @@ Scales (3 seeds, 5 variants = 15 runs), measured on a 2-core CPU with ``--execut
 * ``smoke``: 6 steps on 320 images: seconds.
 * ``quick``: 1,000 steps on 10,000 training images (3.2 epochs), 2,000 held-out images,
   10 evaluations: TIME_QUICK_PAPER on real CIFAR-10; on MNIST-1D (1-D convolutions)
-  300 steps (``mnist1d_steps``): TIME_QUICK_MNIST1D.
+  200 steps (``mnist1d_steps``): TIME_QUICK_MNIST1D.
 * ``paper``: VGG-11 at full width on all 50,000 images, 60,000 steps (38 epochs), the
   whole test split every 2,000 steps: about an hour on one GPU.
 """
@@ -105,7 +105,7 @@ GRID = {"variant": tuple(VARIANTS)}
 PRESETS = {
     "paper": Preset(PAPER, GRID),
     "quick": Preset(replace(PAPER, steps=1_000, width=0.125, train_subset=1_000,
-                            val_subset=2_000, evals=10, mnist1d_steps=300), GRID),
+                            val_subset=2_000, evals=10, mnist1d_steps=200), GRID),
     "smoke": Preset(replace(PAPER, steps=6, width=0.125, train_subset=32, val_subset=64,
                             evals=2, log_every=2), GRID),
 }
