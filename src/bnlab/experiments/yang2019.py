@@ -28,8 +28,10 @@ Scales, measured on a 2-core CPU (3 seeds; ``--executor process --workers 2``):
   limit needs B and width large; PAPERS.md §8 claim 24's GPU test): minutes on one GPU.
 * trainability, ``smoke``: width 16, depths 2 and 4, 4 steps: seconds. ``quick``: 150
   steps of batch 64 (a sixth of an epoch), test accuracy on 2,000 test images, residual
-  nets at depth 100 only (45 runs): TIME_TRAIN_PAPER on real MNIST; on MNIST-1D
-  width 64 and 60 steps (``mnist1d_width``, ``mnist1d_steps``): TIME_TRAIN_MNIST1D.
+  nets at depth 100 only (45 runs): on real MNIST 23 min wall at a load average of 15–21
+  on the 2 cores, 4 min 56 s of CPU (about 2.5–3 minutes on a quiet machine); on MNIST-1D
+  width 64 and 60 steps (``mnist1d_width``, ``mnist1d_steps``): 1 min 37 s wall at a load
+  average of 20.
   ``paper``: 2 epochs (937 steps of batch 128), residual nets at every depth (72 runs):
   about 10 minutes on one GPU.
 """
