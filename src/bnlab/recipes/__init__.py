@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import ioffe2015
+from bnlab.recipes import ioffe2015, santurkar2018
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -40,4 +40,5 @@ __all__ = [
     "list_cards",
     "metric",
     "register_card",
+    "santurkar2018",
 ]
