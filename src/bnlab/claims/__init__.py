@@ -13,7 +13,7 @@ Example:
 """
 
 # Paper modules register their claims on import; they come after the registry they use.
-from bnlab.claims import ioffe2015
+from bnlab.claims import ioffe2015, santurkar2018
 from bnlab.claims.core import (
     MIN_SEEDS,
     Claim,
@@ -45,5 +45,6 @@ __all__ = [
     "list_claims",
     "register_claim",
     "run_sets",
+    "santurkar2018",
     "select_runs",
 ]

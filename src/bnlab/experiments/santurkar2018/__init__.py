@@ -4,6 +4,6 @@
 one recipe (importing it registers it).
 """
 
-from bnlab.experiments.santurkar2018 import common
+from bnlab.experiments.santurkar2018 import common, lp, noise, vgg
 
-__all__ = ["common"]
+__all__ = ["common", "lp", "noise", "vgg"]

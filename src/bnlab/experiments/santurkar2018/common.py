@@ -44,8 +44,8 @@ from torch import nn
 from bnlab.data import Loader, balanced_subset, channel_stats, standardize
 from bnlab.experiments.harness import RunEnv, Training
 from bnlab.experiments.recipe import RecipeConfig
-from bnlab.models import create_model
-from bnlab.probes import Probe
+from bnlab.models import create_model, norm_sites
+from bnlab.probes import ActivationStatsProbe, Probe
 from bnlab.probes._state import bn_mode, no_trace
 from bnlab.recipes.santurkar2018.common import TEST_ACC, TEST_N, TRAIN_ACC, TRAIN_ACC_EVAL
 from bnlab.sweep.config import ConfigError, NonNegInt, PosFloat, PosInt
@@ -62,6 +62,8 @@ __all__ = [
     "load_data",
     "norm_kwargs",
     "run_steps",
+    "sampled_units",
+    "site_probe",
     "vgg_training",
 ]
 
@@ -70,7 +72,7 @@ LP_NORMS = ("l1", "l2", "linf")
 NOISE_NORMS = ("noisy_bn", "noise")
 Norm = Literal["none", "bn", "noisy_bn", "noise", "l1", "l2", "linf"]
 # Generator tags (RunEnv.generator): the same picks for every condition of one seed.
-_TAG_ACC, _TAG_TEST = 11, 12
+_TAG_ACC, _TAG_TEST, _TAG_UNITS = 11, 12, 13
 _EVAL_CHUNK = 1_000  # inputs per eval-mode forward pass (memory only; no effect on results)
 
 
@@ -238,3 +240,44 @@ def vgg_training(cfg: VggConfig, env: RunEnv, run: VggRun,
         build_optimizer(SGD(lr=cfg.lr), run.model.parameters()), steps=run_steps(cfg, env),
         evaluate=accuracy_evaluator(cfg, data), eval_every=cfg.eval_every,
         probes=list(probes), log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every)
+
+
+def sampled_units(model: nn.Module, layers: tuple[int, ...], count: int, env: RunEnv,
+                  tag: int = 0) -> dict[int, list[int]]:
+    """``count`` random units (channels) of each norm site in ``layers``, fixed per seed.
+
+    Every condition of one seed (Standard, BN, noisy BN …) gets the same units, since
+    the sites have the same widths whatever the norm; ``tag`` separates independent picks
+    (e.g. the histogram units from the drift units).
+
+    Raises:
+        ConfigError: if a layer is not a site or has fewer than ``count`` units (the card
+            declares ``count`` units per layer, so it cannot be silently reduced).
+    """
+    sites = norm_sites(model)
+    picks = {}
+    for layer in layers:
+        if not 1 <= layer <= len(sites):
+            raise ConfigError(f"layer #{layer} is not a norm site of this model (1 … "
+                              f"{len(sites)}); pick layers in that range")
+        feeding = sites[layer - 1].layer  # the conv or linear layer before the norm
+        width = getattr(feeding, "out_channels", None) or feeding.out_features
+        if count > width:
+            raise ConfigError(f"layer #{layer} has {width} units at this width, fewer than "
+                              f"the {count} to sample; lower the unit count or raise width")
+        gen = env.generator(_TAG_UNITS * 1_000 + tag * 100 + layer)
+        picks[layer] = sorted(torch.randperm(width, generator=gen)[:count].tolist())
+    return picks
+
+
+def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: int,
+               every: int, prefix: str, percentiles: tuple[float, ...]) -> ActivationStatsProbe:
+    """Statistics of sampled units at the norm sites' output, training batch, train mode.
+
+    What Santurkar et al. plot (§2.1, Figs. 1, 2, 6, 8): the distribution of the value that
+    feeds the ReLU, per channel over batch × H × W (per unit over the batch for FC
+    layers), in the pass that trains the network (the probe reads the step's own forward).
+    """
+    return ActivationStatsProbe(list(layers), units, where="post", bn_mode="train",
+                                bins=bins, every=every, prefix=prefix,
+                                percentiles=percentiles)

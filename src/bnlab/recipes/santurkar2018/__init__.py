@@ -5,6 +5,6 @@ the training experiments (Figs. 1, 2/8, 5a/6); :mod:`.measures` those of the mea
 experiments (ICS, landscape, the deep linear network).
 """
 
-from bnlab.recipes.santurkar2018 import common, measures
+from bnlab.recipes.santurkar2018 import common, measures, vgg
 
-__all__ = ["common", "measures"]
+__all__ = ["common", "measures", "vgg"]

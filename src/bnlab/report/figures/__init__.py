@@ -5,7 +5,7 @@
 module per paper registers that paper's recipe figures on import.
 """
 
-from bnlab.report.figures import ioffe2015
+from bnlab.report.figures import ioffe2015, santurkar2018
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import FIGURES, Draw, RecipeFigure, figure
 
@@ -18,5 +18,6 @@ __all__ = [
     "curves_figure",
     "figure",
     "ioffe2015",
+    "santurkar2018",
     "tracks_figure",
 ]
