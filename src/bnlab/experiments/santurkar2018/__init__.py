@@ -1,5 +1,9 @@
-"""Santurkar et al. 2018 (temporary package file; the VGG branch owns the real one)."""
+"""Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?" (PAPERS.md §2).
 
-from bnlab.experiments.santurkar2018 import theory
+:mod:`.common` is the VGG-on-CIFAR-10 setup every VGG recipe shares; each other module is
+one recipe (importing it registers it).
+"""
 
-__all__ = ["theory"]
+from bnlab.experiments.santurkar2018 import common, lp, noise, theory, vgg
+
+__all__ = ["common", "lp", "noise", "theory", "vgg"]

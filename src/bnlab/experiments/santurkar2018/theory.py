@@ -53,7 +53,7 @@ from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_reci
 from bnlab.layers import norm_sites
 from bnlab.models import create_model
 from bnlab.probes import activation_hvp, bn_gradient_identity
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 from bnlab.recipes.santurkar2018.measures import (
     LEMMA45,
     OBS43,
@@ -308,7 +308,7 @@ class TheoryProbe(Probe):
 
     def __init__(self, last: int, plain: nn.Module, data: Batch | None,
                  cfg: TheoryConfig, generator: torch.Generator) -> None:
-        super().__init__(steps=sorted({0, last}))
+        super().__init__(Schedule(steps={0, last}))
         self.last, self.plain, self.data, self.cfg, self.gen = last, plain, data, cfg, generator
         self.w0: dict[str, torch.Tensor] = {}
 

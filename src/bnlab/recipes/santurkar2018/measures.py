@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 from bnlab.recipes.card import Card, array, metric, register_card
+from bnlab.recipes.santurkar2018.common import PAPER
 
 __all__ = ["LEMMA45", "OBS43", "PAPER", "THEORY", "THM41_M", "THM41_PRINTED_FAIL",
            "THM41_REL_ERR", "THM42_CASES", "THM42_COLUMNS"]
-
-PAPER = "Santurkar et al. 2018"
 
 # -- santurkar2018.theory ------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""Santurkar et al. 2018 (temporary package file; the VGG branch owns the real one)."""
+"""Figures of Santurkar et al. 2018: :mod:`.vgg` (Figs. 1, 2, 5a, 6, 8) and the
+measurement figures (importing a module registers its figures).
+"""
 
-from bnlab.report.figures.santurkar2018 import measures
+from bnlab.report.figures.santurkar2018 import measures, vgg
 
-__all__ = ["measures"]
+__all__ = ["measures", "vgg"]
