@@ -4,6 +4,15 @@
 one recipe (importing it registers it).
 """
 
-from bnlab.experiments.santurkar2018 import common, lp, noise, theory, vgg
+from bnlab.experiments.santurkar2018 import (
+    common,
+    ics,
+    landscape,
+    lp,
+    lp_landscape,
+    noise,
+    theory,
+    vgg,
+)
 
-__all__ = ["common", "lp", "noise", "theory", "vgg"]
+__all__ = ["common", "ics", "landscape", "lp", "lp_landscape", "noise", "theory", "vgg"]

@@ -24,11 +24,18 @@ import torch
 from torch import nn
 
 from bnlab.data import Loader, gaussian_linear
-from bnlab.experiments.harness import RunEnv
+from bnlab.experiments.harness import RunEnv, Training
+from bnlab.experiments.santurkar2018.common import VggConfig, build_model, load_data, norm_kwargs
+from bnlab.experiments.santurkar2018.common import vgg_training as _vgg_training
 from bnlab.models import create_model
+from bnlab.probes import Probe
+from bnlab.probes._state import bn_mode, no_trace
+from bnlab.recipes.santurkar2018.measures import DLN_LOSS
 from bnlab.sweep.config import NonNegInt, PosInt
+from bnlab.train import SGD, build_optimizer
 
-__all__ = ["DLNFields", "build_dln", "dln_data", "dln_loss", "dln_steps", "full_batch"]
+__all__ = ["DLNFields", "VggDlnConfig", "build_dln", "dln_data", "dln_loss", "dln_steps",
+           "dln_training", "full_batch", "full_batch_loss", "training"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -44,6 +51,7 @@ class DLNFields:
     dln_reduction: Literal["sum", "mean"] = "sum"  # not stated; sum inferred (PAPERS.md §2.1)
     dln_norm_last: bool = True  # not stated; a norm after every layer (PAPERS.md §2.1)
     dln_mnist1d_steps: NonNegInt = 0  # cap on --data mnist1d (make reproduce); 0: no cap
+    dln_eval_every: PosInt = 100  # the full-batch loss every this many steps (Figs. 3b, 5b)
 
 
 def dln_loss(reduction: str) -> LossFn:
@@ -71,14 +79,16 @@ def dln_data(cfg: DLNFields, env: RunEnv) -> tuple[torch.Tensor, torch.Tensor]:
     return x.to(env.device), y.to(env.device)
 
 
-def build_dln(cfg: DLNFields, env: RunEnv, norm: str, x: torch.Tensor) -> nn.Module:
+def build_dln(cfg: DLNFields, env: RunEnv, norm: str, x: torch.Tensor,
+              kwargs: dict | None = None) -> nn.Module:
     """The DLN with ``norm`` after every layer (Glorot init, no biases), on the run's device.
 
     Built from the global RNG the harness seeded, so every norm of one seed starts from the
     same weights.
     """
-    model = create_model("dln", norm=norm, in_shape=tuple(x.shape[1:]), num_classes=x.shape[1],
-                         depth=cfg.dln_depth, width=cfg.dln_width, norm_last=cfg.dln_norm_last)
+    model = create_model("dln", norm=norm, norm_kwargs=kwargs, in_shape=tuple(x.shape[1:]),
+                         num_classes=x.shape[1], depth=cfg.dln_depth, width=cfg.dln_width,
+                         norm_last=cfg.dln_norm_last)
     return env.place(model)
 
 
@@ -97,3 +107,48 @@ def dln_steps(cfg: DLNFields, env: RunEnv) -> int:
     if env.data == "paper" or cfg.dln_mnist1d_steps == 0:
         return cfg.dln_steps
     return min(cfg.dln_steps, cfg.dln_mnist1d_steps)
+
+
+@dataclass(frozen=True)
+class VggDlnConfig(DLNFields, VggConfig):
+    """A run of either of the paper's two setups: VGG on CIFAR-10 or the DLN (``net``).
+
+    The VGG fields are :class:`~bnlab.experiments.santurkar2018.common.VggConfig`'s (the
+    shared setup); ``norm`` and ``lr`` serve both; the ``dln_`` fields only the DLN.
+    """
+
+    net: Literal["vgg", "dln"] = "vgg"  # paper: VGG (Figs. 3a, 4, 12) or DLN (3b, 5b, 10, 13)
+
+
+def full_batch_loss(x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
+                    ) -> Callable[[nn.Module], dict[str, float]]:
+    """``evaluate(model)``: the training objective L(w) on the whole set, norms as in training.
+
+    The loop evaluates in eval mode; the DLN's curve is the training loss, so the norms use
+    the full batch's statistics here (running statistics restored, nothing steered).
+    """
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        with torch.no_grad(), no_trace(model), bn_mode(model, "train"):
+            return {DLN_LOSS.name: float(loss_fn(model(x), y))}
+
+    return evaluate
+
+
+def dln_training(cfg: VggDlnConfig, env: RunEnv, probes: list[Probe]) -> Training:
+    """Full-batch gradient descent on the DLN task with ``cfg.norm`` at every layer."""
+    x, y = dln_data(cfg, env)
+    model = build_dln(cfg, env, cfg.norm, x, norm_kwargs(cfg))
+    loss = dln_loss(cfg.dln_reduction)
+    return Training(model, full_batch(x, y, env.seed), loss,
+                    build_optimizer(SGD(lr=cfg.lr), model.parameters()),
+                    steps=dln_steps(cfg, env), evaluate=full_batch_loss(x, y, loss),
+                    eval_every=cfg.dln_eval_every, probes=probes, log_every=cfg.log_every,
+                    checkpoint_every=cfg.checkpoint_every)
+
+
+def training(cfg: VggDlnConfig, env: RunEnv, probes: list[Probe]) -> Training:
+    """The run's training job: the shared VGG setup or the DLN, with ``probes``."""
+    if cfg.net == "dln":
+        return dln_training(cfg, env, probes)
+    return _vgg_training(cfg, env, build_model(cfg, env, load_data(cfg, env)), probes)

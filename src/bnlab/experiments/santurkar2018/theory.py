@@ -24,15 +24,23 @@ One run trains a BN network and, before its first update and after its last but 
   (‖W*‖² − ⟨W*, W0⟩)²/‖W*‖², and the relative change of the loss when W* is replaced by
   kW* (scale invariance, on the ε-free twin).
 
-Networks (grid axis ``net``): the VGG the other Santurkar recipes train (Thm 4.1, Obs. 4.3,
-Lemma 4.5 at its 15 sites) and a 3-layer ReLU BN MLP with softmax cross-entropy (all four;
-PAPERS.md §8 claim 14's network), both on CIFAR-10 (``--data paper``) or MNIST-1D.
+Networks (grid axis ``net``), both with BN and trained as the shared VGG setup trains (plain
+SGD, LR 0.1, batch 128, Glorot, the same data): the VGG the other Santurkar recipes train
+(Thm 4.1, Obs. 4.3, Lemma 4.5 at its 15 sites) and a 3-layer ReLU BN MLP with softmax
+cross-entropy (all four; PAPERS.md §8 claim 14's network), on CIFAR-10 (``--data paper``)
+or MNIST-1D.
 
-Command: ``bnlab run santurkar2018.theory --scale quick --data paper``.
+Command: ``bnlab run santurkar2018.theory --scale quick --data paper --executor process
+--workers 2``.
 
-Scales (3 seeds): ``smoke``: a few steps, Thm 4.2 on 3 batches; ``quick``: measured in the
-card's runtime; ``paper``: the paper's 15k steps at LR 0.1, then the checks (a few minutes
-on a GPU beyond the training).
+Scales (2 networks × 3 seeds = 6 runs):
+
+* ``smoke``: 4 steps, Thm 4.2 on 3 batches of 2 units: seconds.
+* ``quick``: the shared quick setup (vgg16 at width 1/8, 10,000 class-balanced CIFAR-10
+  images) for 300 steps (MNIST-1D: 100); Thm 4.2 on 100 batches × 4 units, both checks.
+  Measured: :data:`QUICK_RUNTIME`.
+* ``paper``: 15,000 steps at full width on all of CIFAR-10, then the checks (Thm 4.1 at 15
+  sites in float64 and 800 Thm 4.2 cases: a few minutes on a GPU beyond the training).
 """
 
 from __future__ import annotations
@@ -47,9 +55,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlab.data import Loader, channel_stats, standardize
 from bnlab.experiments.harness import RunEnv, Training
-from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_recipe
+from bnlab.experiments.recipe import Preset, Recipe, register_recipe
+from bnlab.experiments.santurkar2018.common import (
+    NUM_CLASSES,
+    VggConfig,
+    VggRun,
+    build_model,
+    load_data,
+    run_steps,
+    vgg_training,
+)
 from bnlab.layers import norm_sites
 from bnlab.models import create_model
 from bnlab.probes import activation_hvp, bn_gradient_identity
@@ -64,9 +80,11 @@ from bnlab.recipes.santurkar2018.measures import (
     THM42_CASES,
 )
 from bnlab.sweep.config import PosFloat, PosInt
-from bnlab.train import SGD, build_optimizer
 
-__all__ = ["PAPER", "PRESETS", "RECIPE", "TheoryConfig", "TheoryProbe", "build",
+#: Measured quick-scale wall time of the whole grid, 2 workers on a 2-core CPU.
+QUICK_RUNTIME = "not yet measured"
+
+__all__ = ["PAPER", "PRESETS", "QUICK_RUNTIME", "RECIPE", "TheoryConfig", "TheoryProbe", "build",
            "float64_twin", "lemma45", "observation43", "thm41_site", "thm42_cases"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,13 +96,10 @@ FLOAT64_TOL = 1e-9
 
 
 @dataclass(frozen=True)
-class TheoryConfig(RecipeConfig):
-    """One network trained with BN and checked against §4 before and after training."""
+class TheoryConfig(VggConfig):
+    """One BN network trained as the shared VGG setup trains, checked against §4 twice."""
 
     net: Literal["mlp", "vgg"] = "mlp"  # the networks §4 is checked on (grid axis)
-    lr: PosFloat = 0.1  # paper: 0.1 for VGG (App. A.1); the MLP uses the same
-    batch_size: PosInt = 128  # paper: 128 (App. A.1)
-    steps: PosInt = 15_000  # paper: 15k steps; the trained checks come after steps − 1
     mlp_widths: tuple[PosInt, ...] = (100, 100, 100)  # PAPERS.md §8 c14: 3-layer ReLU MLP
     thm42_site: PosInt = 2  # PAPERS.md §8 c14: one layer's pre-BN outputs (the middle one)
     thm42_batches: PosInt = 100  # PAPERS.md §8 c14: over 100 batches
@@ -93,13 +108,14 @@ class TheoryConfig(RecipeConfig):
 
 
 PAPER = TheoryConfig()
-GRID = {"net": ("mlp",)}
-PRESETS = {
-    "paper": Preset(PAPER, GRID),
-    "quick": Preset(replace(PAPER, steps=500), GRID),
-    "smoke": Preset(replace(PAPER, steps=4, thm42_batches=3, thm42_units=2,
-                            mlp_widths=(16, 16, 16)), GRID),
-}
+GRID = {"net": ("mlp", "vgg")}
+QUICK = replace(PAPER, width=0.125, train_per_class=1_000, steps=300, steps_mnist1d=100,
+                eval_every=100, acc_examples=1_024, test_examples=1_000)
+SMOKE = replace(QUICK, steps=4, steps_mnist1d=0, eval_every=2, log_every=2, acc_examples=128,
+                test_examples=200, train_per_class=20, thm42_batches=3, thm42_units=2,
+                mlp_widths=(16, 16, 16))
+PRESETS = {"paper": Preset(PAPER, GRID), "quick": Preset(QUICK, GRID),
+           "smoke": Preset(SMOKE, GRID)}
 
 
 # -- the checks (plain functions of a model; the probe below schedules them) ---------------
@@ -361,30 +377,23 @@ def _site_layers(model: nn.Module) -> list[tuple[str, Any]]:
 # -- the recipe -----------------------------------------------------------------------------
 
 
-def _data(env: RunEnv) -> Batch:
-    """The training split, standardized per channel with its own statistics."""
-    x, y = env.load("train")
-    mean, std = channel_stats(x)
-    return standardize(x, mean, std), y
-
-
 def _mlp(cfg: TheoryConfig, x: torch.Tensor, norm: str) -> nn.Module:
-    return create_model("mlp", norm=norm, in_shape=tuple(x.shape[1:]), num_classes=10,
-                        widths=cfg.mlp_widths, activation="relu", init="glorot")
+    return create_model("mlp", norm=norm, in_shape=tuple(x.shape[1:]), num_classes=NUM_CLASSES,
+                        widths=cfg.mlp_widths, activation="relu", init=cfg.init)
 
 
 def build(cfg: TheoryConfig, env: RunEnv) -> Training:
-    """A BN network trained with plain SGD, checked against §4 at its first and last step."""
-    x, y = _data(env)
-    make = {"mlp": lambda norm: _mlp(cfg, x, norm)}[cfg.net]
-    model = env.place(make("bn"))
-    plain = env.place(make("none"))  # built here: a probe must not draw from the global RNG
-    probe = TheoryProbe(cfg.steps - 1, plain,
-                        (x, y) if cfg.net == "mlp" else None, cfg, env.generator(42))
-    return Training(model, Loader(x, y, cfg.batch_size, seed=env.seed),
-                    nn.functional.cross_entropy,
-                    build_optimizer(SGD(lr=cfg.lr), model.parameters()), steps=cfg.steps,
-                    probes=[probe], log_every=min(100, cfg.steps))
+    """A BN network trained as the shared setup trains, checked at its first and last step."""
+    data = load_data(cfg, env)
+    if cfg.net == "vgg":
+        model = build_model(replace(cfg, norm="bn"), env, data).model
+        plain = build_model(replace(cfg, norm="none"), env, data).model
+    else:
+        model, plain = env.place(_mlp(cfg, data.x, "bn")), env.place(_mlp(cfg, data.x, "none"))
+    # The plain twin is built here: a probe must not draw from the global RNG.
+    probe = TheoryProbe(run_steps(cfg, env) - 1, plain,
+                        (data.x, data.y) if cfg.net == "mlp" else None, cfg, env.generator(42))
+    return vgg_training(cfg, env, VggRun(model, data), [probe])
 
 
 RECIPE = register_recipe(Recipe(THEORY, PRESETS, build))
