@@ -197,7 +197,7 @@ THEORY = register_card(Card(
                 "subset and vgg16 at width 1/8); the MLP reads the flattened images"),
     data_mnist1d="VGG runs: " + VGG_DATA_MNIST1D + "; the MLP reads the 40-sample signals",
     stored=(THM41_REL_ERR, THM41_PRINTED_FAIL, THM41_M, OBS43, THM42_CASES, LEMMA45, *_ACC),
-    figures=("santurkar_thm41", "santurkar_thm42"),
+    figures=("santurkar_thm41", "santurkar_thm42", "santurkar_obs43_lemma45"),
     runtime={"smoke": "seconds", "quick": "measured in the recipe docstring",
              "paper": "the 15k training steps plus a few minutes of checks on a GPU"},
 ))

@@ -11,6 +11,8 @@
   and 10 for the five norms.
 * ``santurkar_thm41``: Thm 4.1 per BN site: the 1/m identity's worst relative error and the
   fraction of channels where the printed 1/√m bound fails, untrained and trained.
+* ``santurkar_obs43_lemma45``: Obs. 4.3 (BN with γ = σ̃, β = μ + b against the plain
+  network) and Lemma 4.5 (both sides, and the loss change when W* → kW*) per site.
 * ``santurkar_thm42``: Thm 4.2 per case: the left side against the bound T1 − T2 and
   against T1 alone, cases meeting the assumptions highlighted.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from bnlab.claims.core import MissingDataError
 from bnlab.claims.helpers import load_track
@@ -32,6 +35,7 @@ from bnlab.recipes.santurkar2018.measures import (
     ICS_LAYERS_DLN,
     ICS_LAYERS_VGG,
     LANDSCAPE,
+    LEMMA45,
     LP_LANDSCAPE,
     LS_BETA,
     LS_GC,
@@ -39,6 +43,7 @@ from bnlab.recipes.santurkar2018.measures import (
     LS_GC_MIN,
     LS_LOSS_MAX,
     LS_LOSS_MIN,
+    OBS43,
     THEORY,
     THM41_PRINTED_FAIL,
     THM41_REL_ERR,
@@ -47,7 +52,8 @@ from bnlab.report.figures.registry import figure
 from bnlab.report.style import COLORS, DrawnFigure, band, new_figure, style
 from bnlab.results import Store
 
-__all__ = ["fig3", "fig4", "fig5b", "fig10", "fig11", "fig12", "fig13", "thm41", "thm42"]
+__all__ = ["fig3", "fig4", "fig5b", "fig10", "fig11", "fig12", "fig13", "obs43_lemma45", "thm41",
+           "thm42"]
 
 LABELS = claims.LABELS
 NORM_COLORS = {**COLORS, "l1": "#2ca02c", "l2": "#9467bd", "linf": "#ff7f0e"}
@@ -132,6 +138,7 @@ def thm41(store: Store, runs: pd.DataFrame) -> DrawnFigure:
                     ax.plot(mean.index, mean.to_numpy(), _MARKERS[k % 4], label=f"step {step}")
                 ax.set_title(f"{net}: {title}")
                 ax.set_xlabel("BN site")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes[2 * i].set_yscale("log")
             axes[2 * i].axhline(claims.FLOAT64_TOL, color="k", lw=0.8, ls="--")
             axes[2 * i + 1].set_ylim(-0.05, 1.05)
@@ -142,6 +149,60 @@ def thm41(store: Store, runs: pd.DataFrame) -> DrawnFigure:
                "of channels (worst seed) where ‖∂L̂/∂y‖² exceeds the bound as printed, "
                "with 1/√m.")
     return DrawnFigure("santurkar_thm41", fig, caption)
+
+
+def _lemma_rows(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """Lemma 4.5 per run and site: net, site, gap |lhs − rhs|/|rhs|, loss change, cos."""
+    rows = []
+    for _, run in runs.iterrows():
+        for name in claims.find_array(store, int(run["id"]), LEMMA45):
+            for _, (cos, lhs, rhs, change) in store.arrays(int(run["id"]), name):
+                rows.append({"net": str(run.get("cfg.net", "?")), "site": int(name.split("/")[1]),
+                             "gap": abs(lhs - rhs) / abs(rhs) if rhs else 0.0,
+                             "change": change, "cos": cos})
+    return pd.DataFrame(rows, columns=["net", "site", "gap", "change", "cos"])
+
+
+@figure(THEORY, "santurkar_obs43_lemma45")
+def obs43_lemma45(store: Store, runs: pd.DataFrame) -> DrawnFigure:
+    """Obs. 4.3's output difference per net and check; Lemma 4.5's gap and invariance per site."""
+    obs = store.metrics(runs=[int(r) for r in runs["id"]], names=OBS43.name)
+    nets = runs.set_index("id")["cfg.net"] if "cfg.net" in runs else None
+    lemma = _lemma_rows(store, runs)
+    floor = 1e-18  # exact zeros drawn on the log axis
+    with style():
+        fig, axes = new_figure(2, ncols=2, sharey=False)
+        for k, (step, grp) in enumerate(obs.groupby("step")):
+            labels = [str(nets[r]) if nets is not None else "?" for r in grp["run"]]
+            axes[0].plot(labels, np.maximum(grp["value"], floor), _MARKERS[k % 4],
+                         label=f"step {step}")
+        axes[0].set_title("Obs. 4.3: max |out_BN − out_plain| / max |out|")
+        for k, (net, grp) in enumerate(lemma.groupby("net")):
+            axes[1].plot(grp["site"], np.maximum(grp["gap"], floor), _MARKERS[k % 4],
+                         label=f"{net}: |lhs − rhs| / rhs")
+            axes[1].plot(grp["site"], np.maximum(grp["change"], floor), _MARKERS[(k + 2) % 4],
+                         mfc="none", label=f"{net}: |L(kW*) − L(W*)| / L")
+        axes[1].set_title("Lemma 4.5 (trained weights)")
+        axes[1].set_xlabel("BN site")
+        axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.axhline(claims.FLOAT64_TOL, color="k", lw=0.8, ls="--")
+            ax.legend(loc="upper right")
+    caption = ("Santurkar Obs. 4.3 and Lemma 4.5 as numbers (float64): left, BN with γ = σ̃ "
+               "and β = μ + b reproduces the plain network with the same weights and random "
+               "biases b; right, per site of the trained networks, the two sides of Lemma "
+               "4.5 (it holds with equality: ‖W0 − kW*‖² = ‖W0‖² − ⟨W0, W*⟩²/‖W*‖² on both "
+               f"sides) and the loss change when the weight is scaled by k > 0 (values of 0 "
+               f"drawn at {floor:g}). Dashed: 1e-9.")
+    return DrawnFigure("santurkar_obs43_lemma45", fig, caption)
+
+
+def _symlog_ticks(lim: float) -> list[float]:
+    """0 and ±one power of ten per two decades down to the linear region (readable labels)."""
+    top = 10.0 ** np.floor(np.log10(lim))
+    pos = [top / 100.0**k for k in range(2)]
+    return sorted([0.0, *pos, *(-p for p in pos)])
 
 
 @figure(THEORY, "santurkar_thm42")
@@ -160,8 +221,10 @@ def thm42(store: Store, runs: pd.DataFrame) -> DrawnFigure:
                        label="H ⪰ 0 on v, ⟨ŷ, ĝ⟩ ≥ 0")
             lim = float(np.abs(np.concatenate([lhs, rhs])).max()) or 1.0
             ax.plot([-lim, lim], [-lim, lim], color="k", lw=0.8, ls="--")
-            ax.set_xscale("symlog", linthresh=lim * 1e-3)
-            ax.set_yscale("symlog", linthresh=lim * 1e-3)
+            ticks = _symlog_ticks(lim)
+            for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+                scale("symlog", linthresh=lim * 1e-3)
+                axis.set_major_locator(FixedLocator(ticks))
             ax.set_xlabel(label)
         axes[0].set_ylabel("vᵀ (∂²L̂/∂y²) v")
         axes[0].legend(loc="upper left")
