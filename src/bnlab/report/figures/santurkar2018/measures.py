@@ -73,7 +73,7 @@ def fig3(store: Store, runs: pd.DataFrame) -> DrawnFigure:
         cos, l2 = claims.ics_curves(store, runs, net, tuple(str(k) for k in layers))
         train = load_condition_curves(store, runs, TRAIN_ACC if net == "vgg" else DLN_LOSS,
                                       claims.ICS_BY, net=net)
-        rows += [(net, lr, train, l2, cos) for lr in train.levels("lr")]
+        rows += [(net, lr, train, l2, cos) for lr in sorted(train.levels("lr"), reverse=True)]
     if not rows:
         raise MissingDataError("no ICS runs to draw")
     with style():
