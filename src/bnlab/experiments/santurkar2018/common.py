@@ -55,6 +55,7 @@ __all__ = [
     "LP_NORMS",
     "NOISE_NORMS",
     "NUM_CLASSES",
+    "Accuracies",
     "VggConfig",
     "VggData",
     "VggRun",
@@ -64,6 +65,7 @@ __all__ = [
     "run_steps",
     "sampled_units",
     "site_probe",
+    "train_mode_accuracy",
     "vgg_training",
 ]
 
@@ -216,18 +218,27 @@ def eval_mode_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> fl
         return _correct(model, x, y, _EVAL_CHUNK) / len(x)
 
 
-def accuracy_evaluator(cfg: VggConfig, data: VggData) -> Any:
-    """``evaluate(model)`` for the loop: train_acc, train_acc_eval, test_acc, test_n."""
+@dataclass(frozen=True)
+class Accuracies:
+    """``evaluate(model)`` for the loop: train_acc, train_acc_eval, test_acc, test_n.
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
+    Attributes:
+        data: the run's data (the accuracy sample and the test inputs).
+        batch_size: the training batch size (train_acc normalizes over batches of it).
+    """
+
+    data: VggData
+    batch_size: int
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """The four metrics of ``model`` (the loop calls it in eval mode, no autograd)."""
+        d = self.data
         return {
-            TRAIN_ACC.name: train_mode_accuracy(model, data.x_acc, data.y_acc, cfg.batch_size),
-            TRAIN_ACC_EVAL.name: eval_mode_accuracy(model, data.x_acc, data.y_acc),
-            TEST_ACC.name: eval_mode_accuracy(model, data.x_test, data.y_test),
-            TEST_N.name: float(len(data.y_test)),
+            TRAIN_ACC.name: train_mode_accuracy(model, d.x_acc, d.y_acc, self.batch_size),
+            TRAIN_ACC_EVAL.name: eval_mode_accuracy(model, d.x_acc, d.y_acc),
+            TEST_ACC.name: eval_mode_accuracy(model, d.x_test, d.y_test),
+            TEST_N.name: float(len(d.y_test)),
         }
-
-    return evaluate
 
 
 def vgg_training(cfg: VggConfig, env: RunEnv, run: VggRun,
@@ -238,7 +249,7 @@ def vgg_training(cfg: VggConfig, env: RunEnv, run: VggRun,
         run.model, Loader(data.x, data.y, cfg.batch_size, seed=env.seed),
         nn.functional.cross_entropy,
         build_optimizer(SGD(lr=cfg.lr), run.model.parameters()), steps=run_steps(cfg, env),
-        evaluate=accuracy_evaluator(cfg, data), eval_every=cfg.eval_every,
+        evaluate=Accuracies(data, cfg.batch_size), eval_every=cfg.eval_every,
         probes=list(probes), log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every)
 
 
