@@ -61,6 +61,7 @@ def write_runs(
     train_acc: CurveFn,
     test_acc: CurveFn | None = None,
     drift: DriftFn | None = None,
+    std: DriftFn | None = None,
     seeds: Iterable[int] = (0, 1, 2),
     scale: str = "quick",
     data: str = "paper",
@@ -76,7 +77,7 @@ def write_runs(
             store.start_run(run, resumed_from=None, provenance={"device": "cpu"})
             _write_curves(store, run, cond, seed, train_acc, test_acc or train_acc)
             if drift is not None:
-                _write_drift(store, run, cond, seed, drift)
+                _write_drift(store, run, cond, seed, drift, std)
             state = status(cond, seed)
             if state != "running":
                 store.finish_run(run, state, error="loss exploded" if state == "diverged" else None)
@@ -92,12 +93,16 @@ def _write_curves(store: Store, run: int, cond: Cond, seed: int, train: CurveFn,
     store.log_metrics(run, rows)
 
 
-def _write_drift(store: Store, run: int, cond: Cond, seed: int, drift: DriftFn) -> None:
-    mean_q, var_q = (next(q for q in MOMENTS if q.name.endswith(f"/{f}"))
-                     for f in ("mean_drift", "var_drift"))
+def _write_drift(store: Store, run: int, cond: Cond, seed: int, drift: DriftFn,
+                 std: DriftFn | None) -> None:
+    mean_q, var_q, std_q = (next(q for q in MOMENTS if q.name.endswith(f"/{f}"))
+                            for f in ("mean_drift", "var_drift", "std"))
     rows = []
     for layer in FIG2_LAYERS:
         value = np.full(UNITS, drift(cond, seed, layer))
         for q in (mean_q, var_q):
             rows += [(int(s), q.key(layer=layer), value) for s in DRIFT_STEPS]
+        if std is not None:
+            sigma = np.full(UNITS, std(cond, seed, layer))
+            rows += [(int(s), std_q.key(layer=layer), sigma) for s in DRIFT_STEPS]
     store.log_arrays(run, rows)
