@@ -16,7 +16,7 @@ from bnlab.experiments import RunEnv, get_recipe
 from bnlab.experiments.santurkar2018 import common
 from bnlab.experiments.santurkar2018.common import VggConfig, VggData
 from bnlab.models import create_model, norm_sites
-from bnlab.probes import ActivationStatsProbe
+from bnlab.probes import ActivationStatsProbe, Schedule
 from bnlab.recipes.santurkar2018.common import SITE_MAP
 from bnlab.recipes.santurkar2018.vgg import (
     FIG1_LAYERS,
@@ -65,7 +65,7 @@ def test_histograms_at_the_papers_layers_at_the_norm_output_in_train_mode(recipe
     assert hist.options["where"] == "post"  # the norm's output: what feeds the ReLU
     assert hist.options["bn_mode"] == "train" and hist.batch is None  # the training batch
     assert tuple(hist.options["percentiles"]) == PERCENTILES
-    assert hist.options["bins"] == cfg.hist_bins and hist.every == cfg.hist_every
+    assert hist.options["bins"] == cfg.hist_bins and hist.schedule.every == cfg.hist_every
     for layer in LAYERS[recipe]:
         assert len(hist.options["units"][layer]) == cfg.hist_units
         for q in HIST:
@@ -77,7 +77,7 @@ def test_noise_recipe_tracks_moments_every_drift_every_steps():
     cfg, job = _job("santurkar2018.noise")
     moments = _probes(job)["moments"]
     assert moments.layers == FIG2_LAYERS
-    assert moments.every == cfg.drift_every == 1
+    assert moments.schedule.every == cfg.drift_every == 1
     assert get_recipe("santurkar2018.noise").presets["paper"].config.drift_every == 1
     assert moments.options["where"] == "post" and moments.options["bn_mode"] == "train"
     assert moments.batch is None
@@ -150,8 +150,8 @@ def test_conv_moments_pool_batch_and_space_at_the_norm_output(norm):
     x, y = torch.randn(256, 3, 32, 32), torch.arange(256) % 10
     run = common.build_model(cfg, _env(), VggData(x, y, x[:128], y[:128], x[:64], y[:64]))
     units = common.sampled_units(run.model, FIG2_LAYERS, 4, _env())
-    probe = common.site_probe(FIG2_LAYERS, units, bins=1, every=1, prefix="moments",
-                              percentiles=(50,))
+    probe = common.site_probe(FIG2_LAYERS, units, bins=1, schedule=Schedule(every=1),
+                              prefix="moments", percentiles=(50,))
     job = common.vgg_training(replace(cfg, steps=2, eval_every=1000), _env(), run, [probe])
     seen, handles = _hooked_outputs(job.model, FIG2_LAYERS)
     sink = MemorySink()

@@ -45,7 +45,7 @@ from bnlab.data import Loader, balanced_subset, channel_stats, standardize
 from bnlab.experiments.harness import RunEnv, Training
 from bnlab.experiments.recipe import RecipeConfig
 from bnlab.models import create_model, norm_sites
-from bnlab.probes import ActivationStatsProbe, Probe
+from bnlab.probes import ActivationStatsProbe, Probe, Schedule
 from bnlab.probes._state import bn_mode, no_trace
 from bnlab.recipes.santurkar2018.common import TEST_ACC, TEST_N, TRAIN_ACC, TRAIN_ACC_EVAL
 from bnlab.sweep.config import ConfigError, NonNegInt, PosFloat, PosInt
@@ -282,7 +282,8 @@ def sampled_units(model: nn.Module, layers: tuple[int, ...], count: int, env: Ru
 
 
 def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: int,
-               every: int, prefix: str, percentiles: tuple[float, ...]) -> ActivationStatsProbe:
+               schedule: Schedule, prefix: str, percentiles: tuple[float, ...]
+               ) -> ActivationStatsProbe:
     """Statistics of sampled units at the norm sites' output, training batch, train mode.
 
     What Santurkar et al. plot (§2.1, Figs. 1, 2, 6, 8): the distribution of the value that
@@ -290,5 +291,5 @@ def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: in
     layers), in the pass that trains the network (the probe reads the step's own forward).
     """
     return ActivationStatsProbe(list(layers), units, where="post", bn_mode="train",
-                                bins=bins, every=every, prefix=prefix,
+                                bins=bins, schedule=schedule, prefix=prefix,
                                 percentiles=percentiles)

@@ -38,6 +38,7 @@ from bnlab.experiments.santurkar2018.common import (
     site_probe,
     vgg_training,
 )
+from bnlab.probes import Schedule
 from bnlab.recipes.santurkar2018.vgg import FIG1_LAYERS, PERCENTILES, VGG
 from bnlab.sweep.config import PosInt
 
@@ -72,7 +73,8 @@ def build(cfg: Fig1Config, env: RunEnv) -> Training:
     """VGG with or without BN, plain SGD, accuracies and the Fig. 1c histograms."""
     run = build_model(cfg, env, load_data(cfg, env))
     units = sampled_units(run.model, cfg.hist_layers, cfg.hist_units, env)
-    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins, every=cfg.hist_every,
+    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins,
+                       schedule=Schedule(every=cfg.hist_every),
                        prefix="act", percentiles=PERCENTILES)
     return vgg_training(cfg, env, run, [probe])
 
