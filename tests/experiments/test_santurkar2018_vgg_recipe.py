@@ -125,6 +125,8 @@ def test_layers_get_the_papers_noise_and_the_lp_reading():
 def test_centered_needs_an_lp_norm_and_units_must_fit():
     with pytest.raises(ConfigError, match="centered"):
         VggConfig(norm="bn", centered=True)
+    with pytest.raises(ConfigError, match="noise_n_sigma"):
+        VggConfig(norm="noisy_bn", noise_n_sigma=0.5)
     with pytest.raises(ConfigError, match="acc_examples"):
         VggConfig(acc_examples=64)
     model = create_model("vgg16", in_shape=(1, 40), num_classes=10, width=0.125)

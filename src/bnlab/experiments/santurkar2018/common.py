@@ -107,6 +107,9 @@ class VggConfig(RecipeConfig):
         if self.centered and self.norm not in LP_NORMS:
             raise ConfigError(f"centered=True is an ℓp option ({', '.join(LP_NORMS)}); "
                               f"norm={self.norm!r} has none: drop centered or pick an ℓp norm")
+        if self.noise_n_sigma < 1:
+            raise ConfigError(f"noise_n_sigma={self.noise_n_sigma} must be >= 1 (σ_t ~ U(1, "
+                              "n_sigma), Algorithm 1); the paper uses 1.25")
         if self.acc_examples < self.batch_size:
             raise ConfigError(f"acc_examples={self.acc_examples} must be at least "
                               f"batch_size={self.batch_size} (train_acc uses whole batches)")
