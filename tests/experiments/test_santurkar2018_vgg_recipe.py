@@ -248,3 +248,18 @@ def test_mnist1d_runs_its_own_step_count():
     assert common.run_steps(cfg, _env(data="paper")) == cfg.steps
     paper = rec.presets["paper"].config
     assert common.run_steps(paper, _env(data="mnist1d")) == paper.steps == 15_000
+
+
+@pytest.mark.parametrize("recipe", sorted(LAYERS))
+def test_the_card_states_the_quick_reductions(recipe):
+    rec = get_recipe(recipe)
+    quick, paper = rec.presets["quick"].config, rec.presets["paper"].config
+    text = rec.card.data_paper
+    assert quick.width == 0.125 and "width 1/8" in text
+    assert f"{quick.steps:,} steps" in text and f"paper: {paper.steps:,}" in text
+    assert quick.train_per_class == 1_000 and "1,000 images per class" in text
+    assert quick.acc_examples == 1_024 and quick.test_examples == 1_000
+    assert "1,024 training and 1,000 test images" in text
+    if recipe == "santurkar2018.noise":
+        assert quick.drift_every == 5 and "moments every 5 steps" in text
+    assert "steps_mnist1d" in rec.card.data_mnist1d and quick.steps_mnist1d < quick.steps
