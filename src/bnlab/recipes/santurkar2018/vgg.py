@@ -95,7 +95,9 @@ VGG = register_card(Card(
     figures=("santurkar_fig1_acc", "santurkar_fig1_hist"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.vgg)",
-             "paper": "12 runs of 15,000 steps; about 80 s a run on an H200 (16 min)"},
+             "paper": ("12 runs of 15,000 steps on a GPU: bnlab's loop takes about 80 s a "
+                       "run on an H200 (5.5 ms a step with BN), plus 30 evaluations on the "
+                       "full test set; expected about 20 min for the grid (not measured)")},
 ))
 
 NOISE = register_card(Card(
@@ -114,7 +116,10 @@ NOISE = register_card(Card(
     figures=("santurkar_fig2_acc", "santurkar_fig2_hist", "santurkar_fig8"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.noise)",
-             "paper": "12 runs of 15,000 steps; 80–130 s a run on an H200 (about 25 min)"},
+             "paper": ("12 runs of 15,000 steps on a GPU: the loop takes 80 s (BN) to 130 s "
+                       "(noisy BN) a run on an H200; the every-step moment probe adds a host "
+                       "copy of 21 small arrays a step and ~3.8 M stored array rows (~1 GB) "
+                       "for the grid: expected 30–45 min (not measured)")},
 ))
 
 LP = register_card(Card(
@@ -132,5 +137,7 @@ LP = register_card(Card(
     figures=("santurkar_fig5a", "santurkar_fig6"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.lp)",
-             "paper": "24 runs of 15,000 steps; about 80–100 s a run on an H200 (35 min)"},
+             "paper": ("24 runs of 15,000 steps on a GPU: about 80 s (BN) to ~100 s (ℓp, a "
+                       "custom autograd) a run on an H200: expected about 40 min for the "
+                       "grid (not measured)")},
 ))
