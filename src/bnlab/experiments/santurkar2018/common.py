@@ -45,7 +45,7 @@ from bnlab.data import Loader, balanced_subset, channel_stats, standardize
 from bnlab.experiments.harness import RunEnv, Training
 from bnlab.experiments.recipe import RecipeConfig
 from bnlab.models import create_model, norm_sites
-from bnlab.probes import ActivationStatsProbe, Probe
+from bnlab.probes import ActivationStatsProbe, Probe, Schedule
 from bnlab.probes._state import bn_mode, no_trace
 from bnlab.recipes.santurkar2018.common import TEST_ACC, TEST_N, TRAIN_ACC, TRAIN_ACC_EVAL
 from bnlab.sweep.config import ConfigError, NonNegInt, PosFloat, PosInt
@@ -55,6 +55,7 @@ __all__ = [
     "LP_NORMS",
     "NOISE_NORMS",
     "NUM_CLASSES",
+    "Accuracies",
     "VggConfig",
     "VggData",
     "VggRun",
@@ -64,6 +65,7 @@ __all__ = [
     "run_steps",
     "sampled_units",
     "site_probe",
+    "train_mode_accuracy",
     "vgg_training",
 ]
 
@@ -105,6 +107,9 @@ class VggConfig(RecipeConfig):
         if self.centered and self.norm not in LP_NORMS:
             raise ConfigError(f"centered=True is an ℓp option ({', '.join(LP_NORMS)}); "
                               f"norm={self.norm!r} has none: drop centered or pick an ℓp norm")
+        if self.noise_n_sigma < 1:
+            raise ConfigError(f"noise_n_sigma={self.noise_n_sigma} must be >= 1 (σ_t ~ U(1, "
+                              "n_sigma), Algorithm 1); the paper uses 1.25")
         if self.acc_examples < self.batch_size:
             raise ConfigError(f"acc_examples={self.acc_examples} must be at least "
                               f"batch_size={self.batch_size} (train_acc uses whole batches)")
@@ -216,18 +221,27 @@ def eval_mode_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> fl
         return _correct(model, x, y, _EVAL_CHUNK) / len(x)
 
 
-def accuracy_evaluator(cfg: VggConfig, data: VggData) -> Any:
-    """``evaluate(model)`` for the loop: train_acc, train_acc_eval, test_acc, test_n."""
+@dataclass(frozen=True)
+class Accuracies:
+    """``evaluate(model)`` for the loop: train_acc, train_acc_eval, test_acc, test_n.
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
+    Attributes:
+        data: the run's data (the accuracy sample and the test inputs).
+        batch_size: the training batch size (train_acc normalizes over batches of it).
+    """
+
+    data: VggData
+    batch_size: int
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """The four metrics of ``model`` (the loop calls it in eval mode, no autograd)."""
+        d = self.data
         return {
-            TRAIN_ACC.name: train_mode_accuracy(model, data.x_acc, data.y_acc, cfg.batch_size),
-            TRAIN_ACC_EVAL.name: eval_mode_accuracy(model, data.x_acc, data.y_acc),
-            TEST_ACC.name: eval_mode_accuracy(model, data.x_test, data.y_test),
-            TEST_N.name: float(len(data.y_test)),
+            TRAIN_ACC.name: train_mode_accuracy(model, d.x_acc, d.y_acc, self.batch_size),
+            TRAIN_ACC_EVAL.name: eval_mode_accuracy(model, d.x_acc, d.y_acc),
+            TEST_ACC.name: eval_mode_accuracy(model, d.x_test, d.y_test),
+            TEST_N.name: float(len(d.y_test)),
         }
-
-    return evaluate
 
 
 def vgg_training(cfg: VggConfig, env: RunEnv, run: VggRun,
@@ -238,7 +252,7 @@ def vgg_training(cfg: VggConfig, env: RunEnv, run: VggRun,
         run.model, Loader(data.x, data.y, cfg.batch_size, seed=env.seed),
         nn.functional.cross_entropy,
         build_optimizer(SGD(lr=cfg.lr), run.model.parameters()), steps=run_steps(cfg, env),
-        evaluate=accuracy_evaluator(cfg, data), eval_every=cfg.eval_every,
+        evaluate=Accuracies(data, cfg.batch_size), eval_every=cfg.eval_every,
         probes=list(probes), log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every)
 
 
@@ -271,7 +285,8 @@ def sampled_units(model: nn.Module, layers: tuple[int, ...], count: int, env: Ru
 
 
 def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: int,
-               every: int, prefix: str, percentiles: tuple[float, ...]) -> ActivationStatsProbe:
+               schedule: Schedule, prefix: str, percentiles: tuple[float, ...]
+               ) -> ActivationStatsProbe:
     """Statistics of sampled units at the norm sites' output, training batch, train mode.
 
     What Santurkar et al. plot (§2.1, Figs. 1, 2, 6, 8): the distribution of the value that
@@ -279,5 +294,5 @@ def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: in
     layers), in the pass that trains the network (the probe reads the step's own forward).
     """
     return ActivationStatsProbe(list(layers), units, where="post", bn_mode="train",
-                                bins=bins, every=every, prefix=prefix,
+                                bins=bins, schedule=schedule, prefix=prefix,
                                 percentiles=percentiles)

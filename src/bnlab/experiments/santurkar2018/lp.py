@@ -40,6 +40,7 @@ from bnlab.experiments.santurkar2018.common import (
     site_probe,
     vgg_training,
 )
+from bnlab.probes import Schedule
 from bnlab.recipes.santurkar2018.vgg import FIG6_LAYERS, LP, PERCENTILES
 from bnlab.sweep.config import PosInt
 
@@ -76,7 +77,8 @@ def build(cfg: LpConfig, env: RunEnv) -> Training:
     """VGG with the run's norm (ℓp in I1 or I2), plain SGD, accuracies, Fig. 6 histograms."""
     run = build_model(cfg, env, load_data(cfg, env))
     units = sampled_units(run.model, cfg.hist_layers, cfg.hist_units, env)
-    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins, every=cfg.hist_every,
+    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins,
+                       schedule=Schedule(every=cfg.hist_every),
                        prefix="act", percentiles=PERCENTILES)
     return vgg_training(cfg, env, run, [probe])
 

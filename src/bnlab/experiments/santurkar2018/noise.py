@@ -41,6 +41,7 @@ from bnlab.experiments.santurkar2018.common import (
     site_probe,
     vgg_training,
 )
+from bnlab.probes import Schedule
 from bnlab.recipes.santurkar2018.vgg import FIG2_LAYERS, NOISE, PERCENTILES
 from bnlab.sweep.config import PosInt
 
@@ -80,10 +81,11 @@ def build(cfg: NoiseConfig, env: RunEnv) -> Training:
     run = build_model(cfg, env, load_data(cfg, env))
     layers = cfg.hist_layers
     hist = site_probe(layers, sampled_units(run.model, layers, cfg.hist_units, env),
-                      bins=cfg.hist_bins, every=cfg.hist_every, prefix="act",
+                      bins=cfg.hist_bins, schedule=Schedule(every=cfg.hist_every), prefix="act",
                       percentiles=PERCENTILES)
     moments = site_probe(layers, sampled_units(run.model, layers, cfg.drift_units, env, tag=1),
-                         bins=1, every=cfg.drift_every, prefix="moments", percentiles=(50,))
+                         bins=1, schedule=Schedule(every=cfg.drift_every), prefix="moments",
+                         percentiles=(50,))
     return vgg_training(cfg, env, run, [hist, moments])
 
 

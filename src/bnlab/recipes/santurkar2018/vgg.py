@@ -50,9 +50,15 @@ PERCENTILES = (5, 25, 50, 75, 95)
 _ACC = (TRAIN_ACC, TRAIN_ACC_EVAL, TEST_ACC, TEST_N)
 _WHERE = ("the norm site's output (what feeds the ReLU) on the training batch in training "
           "mode; a conv unit pools batch × H × W")
-_DATA_PAPER = ("CIFAR-10 (32×32 RGB, standardized per channel with the training "
-               "statistics, no augmentation); quick scale: a class-balanced subset of "
-               "train_per_class images per class and a width-scaled vgg16 (see the recipe)")
+_CIFAR = ("CIFAR-10 (32×32 RGB, standardized per channel with the training statistics, no "
+          "augmentation). ")
+
+
+def _quick(steps: int, extra: str = "") -> str:
+    """The quick-scale reductions in words (tests check them against the presets)."""
+    return (f"Quick-scale reductions: vgg16 at width 1/8 (8 … 64 channels, FC 64), a "
+            f"class-balanced subset of 1,000 images per class (10,000), {steps:,} steps "
+            f"(paper: 15,000), accuracy on 1,024 training and 1,000 test images{extra}.")
 
 
 def hist_quantities(layers: tuple[int, ...]) -> tuple[Quantity, ...]:
@@ -83,13 +89,15 @@ VGG = register_card(Card(
              "accuracy, and histograms over time of sampled activations at layers #3 and "
              "#11. " + SITE_MAP_TEXT),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=VGG_DATA_MNIST1D,
+    data_paper=_CIFAR + _quick(700),
+    data_mnist1d=VGG_DATA_MNIST1D + " (quick: 150 steps).",
     stored=(*_ACC, *hist_quantities(FIG1_LAYERS)),
     figures=("santurkar_fig1_acc", "santurkar_fig1_hist"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.vgg)",
-             "paper": "12 runs of 15,000 steps; about 80 s a run on an H200 (16 min)"},
+             "paper": ("12 runs of 15,000 steps on a GPU: bnlab's loop takes about 80 s a "
+                       "run on an H200 (5.5 ms a step with BN), plus 30 evaluations on the "
+                       "full test set; expected about 20 min for the grid (not measured)")},
 ))
 
 NOISE = register_card(Card(
@@ -102,13 +110,16 @@ NOISE = register_card(Card(
              "|μ_{t+1} − μ_t|, |σ²_{t+1} − σ²_t| of sampled units between successive "
              "measurements. " + SITE_MAP_TEXT),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=VGG_DATA_MNIST1D,
+    data_paper=_CIFAR + _quick(500, "; moments every 5 steps (paper: every step)"),
+    data_mnist1d=VGG_DATA_MNIST1D + " (quick: 150 steps).",
     stored=(*_ACC, *hist_quantities(FIG2_LAYERS), *MOMENTS),
     figures=("santurkar_fig2_acc", "santurkar_fig2_hist", "santurkar_fig8"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.noise)",
-             "paper": "12 runs of 15,000 steps; 80–130 s a run on an H200 (about 25 min)"},
+             "paper": ("12 runs of 15,000 steps on a GPU: the loop takes 80 s (BN) to 130 s "
+                       "(noisy BN) a run on an H200; the every-step moment probe adds a host "
+                       "copy of 21 small arrays a step and ~3.8 M stored array rows (~1 GB) "
+                       "for the grid: expected 30–45 min (not measured)")},
 ))
 
 LP = register_card(Card(
@@ -120,11 +131,13 @@ LP = register_card(Card(
              "ambiguous): training accuracy and layer #11 histograms over time. "
              + SITE_MAP_TEXT),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=VGG_DATA_MNIST1D,
+    data_paper=_CIFAR + _quick(300),
+    data_mnist1d=VGG_DATA_MNIST1D + " (quick: 100 steps).",
     stored=(*_ACC, *hist_quantities(FIG6_LAYERS)),
     figures=("santurkar_fig5a", "santurkar_fig6"),
     runtime={"smoke": "seconds",
              "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.lp)",
-             "paper": "24 runs of 15,000 steps; about 80–100 s a run on an H200 (35 min)"},
+             "paper": ("24 runs of 15,000 steps on a GPU: about 80 s (BN) to ~100 s (ℓp, a "
+                       "custom autograd) a run on an H200: expected about 40 min for the "
+                       "grid (not measured)")},
 ))
