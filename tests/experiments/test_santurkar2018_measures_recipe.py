@@ -225,3 +225,23 @@ def test_papers_section_8_names_the_covered_claims_as_santurkars():
         match = re.search(rf"^{number}\. \*\*(.+?)\*\*", section, flags=re.M | re.S)
         assert match, f"PAPERS.md §8 has no claim {number}"
         assert re.search(r"Santurkar|Thm 4\.[12]", match.group(1)), match.group(1)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_the_card_states_the_quick_reductions(name):
+    rec = get_recipe(name)
+    quick, paper = rec.presets["quick"].config, rec.presets["paper"].config
+    text, text_1d = rec.card.data_paper, rec.card.data_mnist1d
+    assert quick.width == 0.125 and "width 1/8" in text
+    assert quick.train_per_class == 1_000 and "1,000 CIFAR-10 images per class" in text
+    assert f"for {quick.steps:,} steps (paper: {paper.steps:,})" in text
+    assert f"Quick: VGG {quick.steps_mnist1d} steps" in text_1d or \
+        f"Quick: {quick.steps_mnist1d} steps" in text_1d
+    if name == "santurkar2018.theory":
+        assert f"{quick.thm42_batches} batches × {quick.thm42_units} units" in text
+        return
+    every, dln_every = ((quick.ics_every, quick.ics_dln_every) if name.endswith("ics") else
+                        (quick.landscape_every, quick.landscape_dln_every))
+    assert f"every {every} steps" in text and f"every {dln_every}." in text
+    assert f"the DLN for {quick.dln_steps:,} steps (paper: {paper.dln_steps:,})" in text
+    assert f"the DLN {quick.dln_mnist1d_steps} steps" in text_1d

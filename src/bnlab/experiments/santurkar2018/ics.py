@@ -23,8 +23,9 @@ Scales (2 nets × 2 norms × 2 LRs × 3 seeds = 24 runs):
   CIFAR-10 images) for 300 steps with ICS every 25 (MNIST-1D: 100 steps); the DLN at the
   paper's size for 2,000 steps (MNIST-1D label: 500) with ICS every 100. Measured: see
   :data:`QUICK_RUNTIME`.
-* ``paper``: VGG 15,000 steps with ICS every 10 steps (each costs about 2 training steps:
-  +20%), DLN 10,000 steps with ICS every 100; about 2 h on one GPU for the 12 VGG runs.
+* ``paper``: VGG 15,000 steps with ICS every 10 steps (each costs about 2.2 training steps:
+  +22%), DLN 10,000 steps with ICS every 100; expected about 30 min on one H200 for the
+  grid (bnlab's loop: 5.5 ms a VGG step with BN; not measured).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ Scales (2 nets × 2 norms × 3 seeds = 12 runs):
   :data:`QUICK_RUNTIME`.
 * ``paper``: VGG 15,000 steps with the probe every 10 (each costs k + 1 = 5 forward and
   backward passes: about 5 training steps, +50%), the DLN 10,000 steps with the probe every
-  10; about 1.5 h on one GPU for the 6 VGG runs.
+  10 (9 passes: +90%); expected about 15 min on one H200 for the grid (not measured).
 """
 
 from __future__ import annotations

@@ -63,6 +63,16 @@ _DATA_PAPER = ("VGG runs: CIFAR-10, standardized per channel, no augmentation (q
                "class-balanced subset and vgg16 at width 1/8); " + SITE_MAP_TEXT + " DLN "
                "runs: " + _DLN + " (no dataset; every --data).")
 _DATA_MNIST1D = "VGG runs: " + VGG_DATA_MNIST1D + ". DLN runs: unchanged, fewer steps."
+_H200 = ("bnlab's loop takes about 5.5 ms a VGG step with BN on an H200 (santurkar2018.vgg's "
+         "card); the DLN is launch-bound, a few ms a step")
+
+
+def _quick(vgg: int, every: int, what: str, dln: int, dln_every: int) -> str:
+    """The quick-scale reductions in words (tests check them against the presets)."""
+    return (f" Quick-scale reductions: VGG as santurkar2018.vgg's quick setup (vgg16 at width "
+            f"1/8, 1,000 CIFAR-10 images per class) for {vgg:,} steps (paper: 15,000) with "
+            f"{what} every {every} steps; the DLN for {dln:,} steps (paper: 10,000) with "
+            f"{what} every {dln_every}.")
 
 #: The DLN's training curve (Figs. 3b, 5b): the objective at the current weights.
 DLN_LOSS = metric(
@@ -92,12 +102,15 @@ ICS = register_card(Card(
              "G and G′) with and without BN: VGG layers #5, #10 at LR 0.1 and 0.01, DLN "
              "layers #9, #17 at LR 1e-6 and 1e-7, with training accuracy and loss"),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=_DATA_MNIST1D,
+    data_paper=_DATA_PAPER + _quick(300, 25, "ICS", 2_000, 100),
+    data_mnist1d=_DATA_MNIST1D + " Quick: VGG 100 steps, the DLN 500 steps.",
     stored=(ICS_L2, ICS_COS, DLN_LOSS, *_ACC),
     figures=("santurkar_fig3",),
-    runtime={"smoke": "seconds", "quick": "measured in the recipe docstring",
-             "paper": "VGG 15k steps with ICS every 10 (+20% of training), on a GPU"},
+    runtime={"smoke": "seconds",
+             "quick": "measured in the recipe docstring (bnlab.experiments.santurkar2018.ics)",
+             "paper": ("12 VGG runs of 15,000 steps with ICS every 10 (about 2.2 training "
+                       "steps each: +22%) and 12 DLN runs of 10,000 steps on a GPU; " + _H200
+                       + ": expected about 30 min for the grid (not measured)")},
 ))
 
 # -- santurkar2018.landscape and .lp_landscape ----------------------------------------------
@@ -132,13 +145,16 @@ LANDSCAPE = register_card(Card(
              "gradient predictiveness and effective β-smoothness at every probed step, for "
              "VGG at LR 0.1 (η ∈ [0.5, 4] × LR) and the DLN at LR 1e-6 (η ∈ [0.01, 30] × LR)"),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=_DATA_MNIST1D,
+    data_paper=_DATA_PAPER + _quick(700, 25, "the landscape probe", 2_000, 100),
+    data_mnist1d=_DATA_MNIST1D + " Quick: VGG 150 steps, the DLN 300 steps.",
     stored=_LANDSCAPE,
     figures=("santurkar_fig4", "santurkar_fig10", "santurkar_fig11"),
-    runtime={"smoke": "seconds", "quick": "measured in the recipe docstring",
-             "paper": "VGG 15k steps with the probe every 10 (k = 4: +50% of training) on "
-                      "a GPU; the DLN 10k steps with the probe every 10"},
+    runtime={"smoke": "seconds",
+             "quick": ("measured in the recipe docstring "
+                       "(bnlab.experiments.santurkar2018.landscape)"),
+             "paper": ("6 VGG runs of 15,000 steps with the probe every 10 (k + 1 = 5 passes: "
+                       "+50%) and 6 DLN runs of 10,000 steps with the probe every 10 (9 passes: "
+                       "+90%) on a GPU; " + _H200 + ": expected about 15 min (not measured)")},
 ))
 
 LP_LANDSCAPE = register_card(Card(
@@ -148,12 +164,15 @@ LP_LANDSCAPE = register_card(Card(
     summary=("Standard, +BN, +ℓ1, +ℓ2, +ℓ∞ (implementation I1): the DLN's training loss "
              "(Fig. 5b) and the landscape metrics of Figs. 4 and 10 on VGG and the DLN"),
     dataset="cifar10",
-    data_paper=_DATA_PAPER,
-    data_mnist1d=_DATA_MNIST1D,
+    data_paper=_DATA_PAPER + _quick(700, 25, "the landscape probe", 2_000, 100),
+    data_mnist1d=_DATA_MNIST1D + " Quick: VGG 150 steps, the DLN 300 steps.",
     stored=_LANDSCAPE,
     figures=("santurkar_fig5b", "santurkar_fig12", "santurkar_fig13"),
-    runtime={"smoke": "seconds", "quick": "measured in the recipe docstring",
-             "paper": "as santurkar2018.landscape, for five norms"},
+    runtime={"smoke": "seconds",
+             "quick": ("measured in the recipe docstring "
+                       "(bnlab.experiments.santurkar2018.lp_landscape)"),
+             "paper": ("as santurkar2018.landscape for 5 norms (18 new runs after it; ℓp "
+                       "steps cost about 1.3× BN's): expected about 40 min (not measured)")},
 ))
 
 # -- santurkar2018.theory ------------------------------------------------------------------
@@ -193,11 +212,18 @@ THEORY = register_card(Card(
              "untrained and trained: Thm 4.1's identity (and the printed bound's failures), "
              "Thm 4.2 by Hessian-vector products, Obs. 4.3 and Lemma 4.5"),
     dataset="cifar10",
-    data_paper=("CIFAR-10, standardized per channel, no augmentation (quick: a class-balanced "
-                "subset and vgg16 at width 1/8); the MLP reads the flattened images"),
-    data_mnist1d="VGG runs: " + VGG_DATA_MNIST1D + "; the MLP reads the 40-sample signals",
+    data_paper=("CIFAR-10, standardized per channel, no augmentation; the MLP reads the "
+                "flattened images. Quick-scale reductions: both networks on santurkar2018.vgg's "
+                "quick data (1,000 CIFAR-10 images per class), the VGG at width 1/8, for 300 "
+                "steps (paper: 15,000); Thm 4.2 on 100 batches × 4 units at each check."),
+    data_mnist1d=("VGG runs: " + VGG_DATA_MNIST1D + "; the MLP reads the 40-sample signals. "
+                  "Quick: 100 steps."),
     stored=(THM41_REL_ERR, THM41_PRINTED_FAIL, THM41_M, OBS43, THM42_CASES, LEMMA45, *_ACC),
     figures=("santurkar_thm41", "santurkar_thm42", "santurkar_obs43_lemma45"),
-    runtime={"smoke": "seconds", "quick": "measured in the recipe docstring",
-             "paper": "the 15k training steps plus a few minutes of checks on a GPU"},
+    runtime={"smoke": "seconds",
+             "quick": ("measured in the recipe docstring "
+                       "(bnlab.experiments.santurkar2018.theory)"),
+             "paper": ("6 runs of 15,000 steps on a GPU plus the checks (Thm 4.1 at 15 "
+                       "sites in float64, 800 Thm 4.2 cases of 3 HVPs each): " + _H200
+                       + "; expected about 15 min (not measured)")},
 ))
