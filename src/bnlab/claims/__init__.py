@@ -13,7 +13,7 @@ Example:
 """
 
 # Paper modules register their claims on import; they come after the registry they use.
-from bnlab.claims import ioffe2015, kohler2019, yang2019
+from bnlab.claims import ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.claims.core import (
     MIN_SEEDS,
     Claim,
@@ -46,6 +46,7 @@ __all__ = [
     "list_claims",
     "register_claim",
     "run_sets",
+    "santurkar2018",
     "select_runs",
     "yang2019",
 ]

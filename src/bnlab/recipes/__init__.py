@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import inspect, ioffe2015, kohler2019, yang2019
+from bnlab.recipes import inspect, ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -42,5 +42,6 @@ __all__ = [
     "list_cards",
     "metric",
     "register_card",
+    "santurkar2018",
     "yang2019",
 ]

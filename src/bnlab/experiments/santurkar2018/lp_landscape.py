@@ -1,0 +1,36 @@
+"""Santurkar et al. 2018, Figures 5b, 12 and 13: ℓp normalization on the DLN and landscape.
+
+Standard, +BN, +ℓ1, +ℓ2 and +ℓ∞ (implementation I1, the ℓp layers' default: the batch
+ℓp-average of the uncentred input, PAPERS.md §2.6) on both setups: the DLN's training loss
+(Fig. 5b) and, for all five, the landscape metrics of Figs. 4 and 10 (Figs. 12, 13). The
+config, presets and probes are :mod:`~bnlab.experiments.santurkar2018.landscape`'s, so its
+Standard and +BN runs are this recipe's too: the store keeps a run once, under the recipe
+that registered it first, and the claims and figures here find those runs by their config
+(run ``santurkar2018.landscape`` first, as ``bnlab reproduce`` does, or this recipe alone).
+The card is :data:`bnlab.recipes.santurkar2018.measures.LP_LANDSCAPE`; claim c31 (the DLN
+part of PAPERS.md §8 claim 12) reads the DLN's final loss.
+
+Command: ``bnlab run santurkar2018.lp_landscape --scale quick --data paper --executor
+process --workers 2``.
+
+Scales (2 nets × 5 norms × 3 seeds = 30 runs, 18 new after ``santurkar2018.landscape``):
+as ``santurkar2018.landscape``. Measured: :data:`QUICK_RUNTIME`.
+"""
+
+from __future__ import annotations
+
+from bnlab.experiments.recipe import Preset, Recipe, register_recipe
+from bnlab.experiments.santurkar2018.common import LP_NORMS
+from bnlab.experiments.santurkar2018.landscape import PAPER, QUICK, SMOKE, build, grid
+from bnlab.recipes.santurkar2018.measures import LP_LANDSCAPE
+
+__all__ = ["GRID", "PRESETS", "QUICK_RUNTIME", "RECIPE"]
+
+#: Measured quick-scale wall time of the whole grid, 2 workers on a 2-core CPU.
+QUICK_RUNTIME = "not yet measured"
+
+GRID = grid(("none", "bn", *LP_NORMS))  # paper: Fig. 5b, Standard, +BN, +L1, +L2, +L∞
+PRESETS = {"paper": Preset(PAPER, GRID), "quick": Preset(QUICK, GRID),
+           "smoke": Preset(SMOKE, GRID)}
+
+RECIPE = register_recipe(Recipe(LP_LANDSCAPE, PRESETS, build))
