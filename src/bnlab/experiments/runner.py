@@ -9,10 +9,11 @@ from typing import Any
 
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
-from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
+from bnlab.experiments.recipe import RECIPES, Plan, get_recipe, list_recipes
+from bnlab.registry import normalize_name
 from bnlab.sweep import SweepSummary, execute
 
-__all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes"]
+__all__ = ["describe_recipes", "parse_seeds", "plan", "resolve_recipes", "run_recipes"]
 
 # An upper bound on seeds and on how many a run may ask for: a seed is a 64-bit value
 # (numpy, torch) and a list of them is held in memory.
@@ -47,6 +48,32 @@ def parse_seeds(seeds: str | int | Sequence[int] | None, default: int) -> list[i
     if not parts or len(parts) > _MAX_SEEDS or any(not 0 <= s <= _MAX_SEED for s in parts):
         raise bad
     return parts
+
+
+def resolve_recipes(names: Sequence[str] | None) -> list[str]:
+    """The recipe names that ``names`` select, in order, each once.
+
+    A name is a recipe's exact name, or a paper prefix such as ``bjorck2018`` that selects
+    every recipe called ``bjorck2018.<experiment>`` (sorted). ``None`` or an empty list
+    selects every registered recipe.
+
+    Raises:
+        UnknownNameError: for a name that is neither a recipe nor a paper prefix (the
+            registry's one-line message listing the valid recipes).
+    """
+    if not names:
+        return list_recipes()
+    chosen: dict[str, None] = {}
+    for name in names:
+        if name in RECIPES:
+            chosen[normalize_name(name)] = None
+            continue
+        prefix = normalize_name(name).rstrip(".") + "."
+        group = [r for r in list_recipes() if r.startswith(prefix)]
+        if not group:
+            get_recipe(name)  # raises the registry's error listing the valid names
+        chosen.update(dict.fromkeys(group))
+    return list(chosen)
 
 
 def plan(
@@ -84,9 +111,11 @@ def run_recipes(
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
-    Every recipe is planned (and its overrides validated) before the first run starts, so a
-    typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
-    With several recipes, every ``--set`` key must be a field of each of them.
+    A name may be a paper prefix (``bjorck2018`` runs every ``bjorck2018.*`` recipe; see
+    :func:`resolve_recipes`). Every recipe is planned (and its overrides validated) before
+    the first run starts, so a typo fails fast. Finished runs already in ``out`` are
+    skipped; unfinished ones resume. With several recipes, every ``--set`` key must be a
+    field of each of them.
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -98,7 +127,7 @@ def run_recipes(
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved)
-        for n in (names or list_recipes())
+        for n in resolve_recipes(names)
     ]
     summaries = []
     for p in plans:
