@@ -32,7 +32,7 @@ def test_nothing_selects_every_recipe():
 @pytest.mark.parametrize("name", ["bjorck", "bjorck2018.lrr", "nosuchpaper", ""])
 def test_an_unknown_name_or_prefix_is_the_registry_error(name):
     # "bjorck" is a prefix of names but not a paper prefix (no "bjorck."): refused too.
-    with pytest.raises(UnknownNameError, match="valid recipes: .*bjorck2018.depth"):
+    with pytest.raises(UnknownNameError, match=r"valid recipes: .*bjorck2018\.depth"):
         resolve_recipes([name])
 
 

@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import ioffe2015
+from bnlab.recipes import bjorck2018, ioffe2015
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -35,6 +35,7 @@ __all__ = [
     "Quantity",
     "activation_quantities",
     "array",
+    "bjorck2018",
     "get_card",
     "ioffe2015",
     "list_cards",
