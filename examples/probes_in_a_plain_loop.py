@@ -72,9 +72,9 @@ def train(probes: list, log: dict[int, dict[str, object]]) -> nn.Module:
 def main() -> dict[int, dict[str, object]]:
     """Train with and without probes; print the probes' numbers; check they changed nothing."""
     probes = [
-        ICSProbe(layers=[1, 2], every=10),
-        LandscapeProbe(every=10),
-        GradientStatsProbe(layers=[1], every=10),
+        ICSProbe(layers=[1, 2], schedule=10),
+        LandscapeProbe(schedule=10),
+        GradientStatsProbe(layers=[1], schedule=10),
     ]
     log: dict[int, dict[str, object]] = {}
     probed = train(probes, log)

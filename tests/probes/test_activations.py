@@ -187,7 +187,7 @@ def _ctx(model, batch, step, rows):
 def test_probe_logs_stats_and_drift_and_resumes():
     model = mlp()
     fixed = torch.randn(20, 5, generator=torch.Generator().manual_seed(5))
-    probe = ActivationStatsProbe([1], units=[0, 2], batch=(fixed, None), every=2)
+    probe = ActivationStatsProbe([1], units=[0, 2], batch=(fixed, None), schedule=2)
     rows = {}
     means = []
     for step in range(3):
@@ -216,7 +216,8 @@ def test_probe_logs_stats_and_drift_and_resumes():
 @pytest.mark.parametrize("bins", [5, 7, 30], ids=lambda b: f"bins{b}")
 def test_uniform_histogram_matches_numpy_on_bin_edges(bins):
     """Integer-valued and edge-hugging activations: every value on or next to an edge."""
-    from bnlab.probes.activations import _edges, _histogram
+    from bnlab.probes._hist import edges as _edges
+    from bnlab.probes._hist import histogram as _histogram
 
     gen = torch.Generator().manual_seed(bins)
     ints = torch.randint(0, 11, (4, 500), generator=gen).double()

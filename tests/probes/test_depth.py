@@ -89,10 +89,13 @@ def test_never_at_a_norms_output():
 def test_norm_feeding_a_layer_directly_is_refused_for_block_output():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match="pre_norm"):
-        depth_profile(model, (torch.randn(8, 3), None))
+    with pytest.raises(ValueError, match="pre_norm"):  # named: refused
+        depth_profile(model, (torch.randn(8, 3), None), sites=[1])
+    with pytest.warns(UserWarning, match="skipped 1 of 1"):  # default list: skipped
+        prof = depth_profile(model, (torch.randn(8, 3), None))
+    assert prof["sites"] == [] and "pre_norm" in prof["skipped"]["1"]
     prof = depth_profile(model, (torch.randn(8, 3), None), where="pre_norm")
-    assert len(prof["channel_std"][0]) == 4
+    assert len(prof["channel_std"][0]) == 4 and prof["skipped"] == {}
 
 
 @pytest.mark.parametrize("norm", ["bn", "none"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _i1_helpers import assert_same, fingerprint
+from _probe_helpers import assert_same, fingerprint
 from scipy import stats
 from torch import nn
 

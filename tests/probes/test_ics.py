@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from _i1_helpers import assert_same, fingerprint
+from _probe_helpers import assert_same, fingerprint
 from torch import nn
 
 from bnlab.probes.ics import internal_covariate_shift

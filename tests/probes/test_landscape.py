@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _i1_helpers import assert_same, fingerprint, mlp_bn_noisy_dropout
+from _probe_helpers import assert_same, fingerprint, mlp_bn_noisy_dropout
 from torch import nn
 
 from bnlab.probes.landscape import DEFAULT_ETAS, landscape, relative_loss

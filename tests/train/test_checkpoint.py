@@ -42,7 +42,7 @@ def run(loader, evaluate, sink, ckpt_dir, seed=0):
     model = make_model(seed)
     torch.manual_seed(1234)  # the dropout stream; a resumed run must restore it, not reseed
     opt = build_optimizer(Adam(0.05, weight_decay=1e-3), model.parameters())
-    probe = ActivationStatsProbe([1], every=3, bins=5)
+    probe = ActivationStatsProbe([1], schedule=3, bins=5)
     schedule = Warmup(3, then=Plateau("train_loss", gamma=0.5, patience=0))
     result = train(model, loader, CE, opt, steps=STEPS, schedule=schedule, evaluate=evaluate,
                    eval_every=3, probes=[probe], sink=sink, log_every=2,

@@ -76,8 +76,8 @@ def test_evaluation_steps_mode_and_restore(loader, evaluate):
 class Recorder(Probe):
     """Records lr, grads present and the parameters the optimizer has not yet moved."""
 
-    def __init__(self, every=1):
-        super().__init__(every)
+    def __init__(self, schedule=1):
+        super().__init__(schedule)
         self.calls = []
 
     def on_step(self, ctx):
@@ -88,7 +88,7 @@ class Recorder(Probe):
 
 
 def test_probe_sees_schedule_lr_grads_and_pre_update_params(loader):
-    model, sink, probe = make_model(), MemorySink(), Recorder(every=3)
+    model, sink, probe = make_model(), MemorySink(), Recorder(schedule=3)
     after_update = []
 
     class After(Probe):
@@ -169,8 +169,8 @@ def run_metrics(loader, evaluate, probes):
 
 def test_probes_never_change_training(loader, evaluate):
     fixed = loader.x[:16], loader.y[:16]
-    probes = [ActivationStatsProbe([1], every=2), Recorder(every=1),
-              ActivationStatsProbe([1], batch=fixed, where="post", bn_mode="eval", every=5)]
+    probes = [ActivationStatsProbe([1], schedule=2), Recorder(schedule=1),
+              ActivationStatsProbe([1], batch=fixed, where="post", bn_mode="eval", schedule=5)]
     model_a, sink_a = run_metrics(loader, evaluate, [])
     model_b, sink_b = run_metrics(loader, evaluate, probes)
     training = [r for r in sink_b.metrics if not r[1].startswith("recorder/")]

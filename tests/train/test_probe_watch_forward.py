@@ -38,8 +38,8 @@ def test_captured_stats_equal_an_extra_forward_on_the_training_batch(monkeypatch
     monkeypatch.setattr(act, "activation_stats",
                         lambda *a, **k: extra_forwards.append(1) or real(*a, **k))
     # Dropout is active in training; 'post' of the BN sits before it, so both passes agree.
-    captured = ActivationStatsProbe(["1"], where="post", every=3, prefix="cap")
-    extra = ExtraForwardProbe(["1"], where="post", every=3, prefix="extra")
+    captured = ActivationStatsProbe(["1"], where="post", schedule=3, prefix="cap")
+    extra = ExtraForwardProbe(["1"], where="post", schedule=3, prefix="extra")
     sink, _ = _run([captured, extra])
     assert len(extra_forwards) == 4  # steps 0, 3, 6, 9: only the forced probe ran a pass
     got, want = _arrays(sink, "cap/"), _arrays(sink, "extra/")
@@ -50,7 +50,7 @@ def test_captured_stats_equal_an_extra_forward_on_the_training_batch(monkeypatch
 
 def test_capturing_probe_leaves_training_bit_identical():
     plain, m0 = _run([])
-    probed, m1 = _run([ActivationStatsProbe([1, "3"], every=2)])
+    probed, m1 = _run([ActivationStatsProbe([1, "3"], schedule=2)])
     assert plain.metrics == probed.metrics
     for a, b in zip(m0.parameters(), m1.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -59,6 +59,6 @@ def test_capturing_probe_leaves_training_bit_identical():
 def test_no_capture_when_a_norm_is_frozen_in_eval_mode():
     model = make_model(noisy=False)
     model[1].eval()  # a frozen BN: the training pass is not the bn_mode="train" pass
-    probe = ActivationStatsProbe([1], every=1)
+    probe = ActivationStatsProbe([1], schedule=1)
     assert probe.watch_forward(model) is None
     assert ActivationStatsProbe([1], batch=make_data(8)).watch_forward(make_model()) is None

@@ -33,7 +33,7 @@ from bnlab.data import Loader
 from bnlab.experiments.harness import RunEnv, Training
 from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_recipe
 from bnlab.models import create_model, norm_sites
-from bnlab.probes import ActivationStatsProbe
+from bnlab.probes import ActivationStatsProbe, Schedule
 from bnlab.recipes.ioffe2015 import MNIST, PERCENTILES, TEST_ACC, TEST_N
 from bnlab.sweep.config import NonNegInt, PosFloat, PosInt, Probability
 from bnlab.train import SGD, build_optimizer
@@ -89,7 +89,7 @@ def _percentile_probes(cfg: IoffeMnistConfig, env: RunEnv, model: nn.Module,
     probe_set = xt[torch.randperm(len(xt), generator=pick)[: cfg.pct_batch].to(xt.device)]
     last = len(norm_sites(model))
     common = dict(units=units, batch=probe_set, percentiles=PERCENTILES, where="post",
-                  bins=cfg.hist_bins, every=cfg.pct_every)
+                  bins=cfg.hist_bins, schedule=Schedule(every=cfg.pct_every))
     return [ActivationStatsProbe([last], bn_mode="train", prefix="sigmoid_input", **common),
             ActivationStatsProbe([last], bn_mode="eval", prefix="sigmoid_input_eval", **common)]
 

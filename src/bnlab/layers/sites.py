@@ -6,17 +6,24 @@ numbering never depends on the norm chosen) and the conv/linear layer that feeds
 
 bnlab models declare their sites explicitly in ``model.norm_site_names``, a tuple of
 ``(norm_module_name, feeding_layer_name)`` in depth order. For any other model the sites
-are found by scanning ``named_modules()`` for normalization modules, the feeding layer
-being the last conv/linear registered before each.
+are found by scanning ``named_modules()`` for normalization modules, and ``layer`` is only
+a guess: the last conv/linear registered before the norm. Registration order is not call
+order (a pre-activation block registers its projection shortcut last; two ``ModuleList`` of
+convs and norms), so the probes find the feeding layer from a traced forward pass
+instead (``bnlab.probes._trace``).
+
+Names of a ``torch.compile``'d model carry an ``_orig_mod.`` prefix; :func:`resolve_module`
+accepts a name with or without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["NormSite", "is_norm_module", "norm_sites", "resolve_module"]
+__all__ = ["NormSite", "is_norm_module", "norm_sites", "resolve_module", "strip_compiled_prefix"]
 
 _TORCH_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
@@ -30,7 +37,9 @@ class NormSite:
         index: 1-based position in depth order, as the papers count layers.
         name: the qualified name of the norm module in ``model.named_modules()``.
         norm: the norm module (an identity module for the ``none`` norm).
-        layer: the conv/linear layer feeding the norm, or ``None`` if there is none.
+        layer: the conv/linear layer feeding the norm as declared by the model, else the
+            last one registered before the norm (a guess, see the module docstring), or
+            ``None`` if there is none.
     """
 
     index: int
@@ -85,7 +94,22 @@ def resolve_module(model: nn.Module, item: str | int) -> tuple[str, nn.Module]:
             )
         return str(item), sites[item - 1].norm
     modules = dict(model.named_modules())
-    if item not in modules:
+    item_name = strip_compiled_prefix(item, modules)
+    if item_name not in modules:
         names = [n for n in modules if n][:20]
         raise ValueError(f"no module named {item!r}; some valid names: {', '.join(names)}")
-    return item, modules[item]
+    return item, modules[item_name]
+
+
+_COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper keeps the model as ``_orig_mod``
+
+
+def strip_compiled_prefix(name: str, names: Container[str]) -> str:
+    """``name`` without torch.compile's ``_orig_mod.`` prefix(es), unless it is in ``names``.
+
+    A model measured through its compiled wrapper's original module lists its names
+    without the prefix; users copy them from the wrapper, with it.
+    """
+    while name not in names and name.startswith(_COMPILED_PREFIX):
+        name = name[len(_COMPILED_PREFIX):]
+    return name

@@ -4,13 +4,16 @@ Every measurement is a plain function with one calling convention,
 ``f(model, loss_fn, batch, ..., *, bn_mode="train", ...)`` (``f(model, batch, ...)`` when no
 loss is needed), that names layers by module name or 1-based norm-site index, returns plain
 Python/numpy values and restores parameters, buffers, RNG streams, ``.grad`` fields and
-training flags exactly. Each docstring states the cost in extra passes. The ``*Probe``
-classes run the same measurements on a schedule inside :func:`bnlab.train.train`.
+training flags exactly, without moving an autograd version counter (a graph the user
+built before the call can still be backpropagated). Each docstring states the cost in extra
+passes. Numbers stay on the device until the measurement returns. A ``torch.compile``'d
+model is measured through its original module. The ``*Probe`` classes run the same
+measurements on a :class:`Schedule` inside :func:`bnlab.train.train`.
 """
 
 from bnlab.probes.activations import ActivationStats, ActivationStatsProbe, activation_stats
 from bnlab.probes.alignment import AlignmentProbe, output_gradient_alignment
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 from bnlab.probes.depth import depth_profile, interpolated_step_stats
 from bnlab.probes.explosion import gradient_explosion_rate
 from bnlab.probes.gradients import GradientStatsProbe, gradient_stats
@@ -36,6 +39,7 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "RelativeLossProbe",
+    "Schedule",
     "activation_hvp",
     "activation_stats",
     "bn_gradient_identity",

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,9 +120,15 @@ def snapshot(model: nn.Module) -> ModelState:
 
 
 def _put_back(slot: _TensorSlot) -> torch.Tensor | None:
-    """Return the original tensor object with its original value copied back in."""
+    """Return the original tensor object with its original value copied back in.
+
+    The copy goes through ``.data``, which shares the storage but not the autograd version
+    counter: a graph the user built before the measurement (forward done, backward still
+    to come) saved these tensors at their current version, and ``detach().copy_()`` would
+    move it and make that backward fail with "modified by an inplace operation".
+    """
     if slot.obj is not None and slot.value is not None:
-        slot.obj.detach().copy_(slot.value)
+        slot.obj.data.copy_(slot.value)
     return slot.obj
 
 
@@ -164,6 +172,11 @@ def restore(model: nn.Module, state: ModelState) -> None:
 def no_trace(model: nn.Module) -> Iterator[Callable[[], None]]:
     """Snapshot ``model`` on entry, restore it on exit (also on an exception).
 
+    Inside the block the modules work on copies of their buffers and the parameters are
+    expected to be read only (measurements evaluate shifted weights with
+    ``torch.func.functional_call``), so an autograd graph the user built before the block
+    stays usable: its saved tensors keep their version counters.
+
     Yields:
         ``replay()``: rewinds the RNG streams and every ``noise_state()`` to the entry
         snapshot. Call it before each forward of one measurement so every pass draws the
@@ -171,9 +184,28 @@ def no_trace(model: nn.Module) -> Iterator[Callable[[], None]]:
     """
     state = snapshot(model)
     try:
+        _work_on_buffer_copies(state)
         yield lambda: _restore_rng_and_noise(state)
     finally:
         restore(model, state)
+
+
+def _work_on_buffer_copies(state: ModelState) -> None:
+    """Give every module a private copy of its buffers until :func:`restore`.
+
+    Train-mode BN updates ``running_mean``, ``running_var`` and ``num_batches_tracked`` in
+    place, and BN's backward saves the running statistics: a measurement run between the
+    user's forward and backward would move their version counters and break that
+    backward. On copies the originals are never written; restore reinstates them. A
+    buffer registered in several modules gets one shared copy.
+    """
+    copies: dict[int, torch.Tensor] = {}
+    for (module, name), slot in state.buffers.items():
+        if slot.obj is None:
+            continue
+        if id(slot.obj) not in copies:
+            copies[id(slot.obj)] = slot.obj.detach().clone()
+        module._buffers[name] = copies[id(slot.obj)]
 
 
 @contextmanager
@@ -186,11 +218,17 @@ def bn_mode(model: nn.Module, mode: str) -> Iterator[nn.Module]:
     :func:`bnlab.layers.is_norm_module`) are switched; dropout and every other module keep
     their own flag. All flags are restored on exit.
 
+    A batch norm built with ``track_running_stats=False`` has no running statistics and
+    normalizes with batch statistics in both modes: ``"eval"`` then silently measures the
+    ``"train"`` objective, so it warns, naming those norms.
+
     Raises:
         ValueError: if ``mode`` is not ``"train"`` or ``"eval"``.
     """
     if mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {mode!r}")
+    if mode == "eval":
+        _warn_without_running_stats(model)
     norms = [m for m in model.modules() if is_norm_module(m)]
     flags = [m.training for m in norms]
     try:
@@ -200,3 +238,38 @@ def bn_mode(model: nn.Module, mode: str) -> Iterator[nn.Module]:
     finally:
         for m, flag in zip(norms, flags, strict=True):
             m.training = flag
+
+
+def _warn_without_running_stats(model: nn.Module) -> None:
+    """Warn when ``"eval"`` cannot mean running statistics for some batch norms."""
+    names = [
+        name or type(m).__name__
+        for name, m in model.named_modules()
+        if is_norm_module(m)
+        and getattr(m, "track_running_stats", None) is False
+        # bnlab norms say whether they take batch statistics; of torch's, the BNs do
+        and getattr(m, "uses_batch_stats", isinstance(m, nn.modules.batchnorm._BatchNorm))
+    ]
+    if names:
+        shown = ", ".join(repr(n) for n in names[:4]) + (", ..." if len(names) > 4 else "")
+        warnings.warn(
+            f"bn_mode='eval': {len(names)} norm(s) have track_running_stats=False ({shown}) "
+            "and normalize with batch statistics in eval mode too, exactly as in 'train'",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning issued by the caller points at user code.
+
+    Counts the frames of ``bnlab.probes`` (and of ``contextlib``, whose context managers
+    they use) between the caller and the first frame outside them, so a warning names the
+    line that called the measurement however deep inside it the warning is raised.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("bnlab.probes", "contextlib")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level

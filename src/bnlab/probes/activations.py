@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from bnlab.layers.sites import is_norm_module, resolve_module
+from bnlab.probes import _hist, _passes
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["ActivationStats", "ActivationStatsProbe", "activation_stats"]
 
@@ -79,16 +80,26 @@ class _Captured(Exception):
 
 
 def _capture_hooks(modules: dict[str, nn.Module], where: str, seen: dict[str, torch.Tensor],
-                   *, stop_when_done: bool) -> list[Any]:
+                   *, stop_when_done: bool, problems: dict[str, str] | None = None) -> list[Any]:
     """Forward hooks copying each module's first input (pre) or output (post) into ``seen``.
 
     With ``stop_when_done`` the last capture ends the forward pass (see :func:`_capture`).
+    A value that is not a tensor (a module returning a tuple) raises a ``ValueError``
+    naming the layer, or, with ``problems``, is noted there and the pass goes on (the
+    training pass a watcher observes must not fail because of the probe).
     """
 
     def hook_for(key: str) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             if key not in seen:  # a module called twice: its first call counts
-                seen[key] = (args[0] if where == "pre" else out).detach().clone()
+                value = (args[0] if args else None) if where == "pre" else out
+                if not isinstance(value, torch.Tensor):
+                    why = _not_a_tensor(key, where, value)
+                    if problems is None:
+                        raise ValueError(why)
+                    problems[key] = why
+                    return
+                seen[key] = value.detach().clone()
             if stop_when_done and len(seen) == len(modules):
                 # Everything asked for is captured: skip the rest of the network.
                 raise _Captured
@@ -96,6 +107,12 @@ def _capture_hooks(modules: dict[str, nn.Module], where: str, seen: dict[str, to
         return hook
 
     return [m.register_forward_hook(hook_for(k)) for k, m in modules.items()]
+
+
+def _not_a_tensor(key: str, where: str, value: Any) -> str:
+    what = "returns" if where == "post" else "receives as its first argument"
+    return (f"layer {key!r} {what} a {type(value).__name__}, not a tensor; name the "
+            "submodule that produces the tensor to measure")
 
 
 def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module],
@@ -118,7 +135,10 @@ def _capture(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Modul
             h.remove()
     missing = [k for k in modules if k not in seen]
     if missing:
-        raise ValueError(f"layers {missing} were not called in the forward pass; pick others")
+        raise ValueError(
+            f"layers {missing} were not called in the forward pass (registered but never "
+            "used?); pick layers that run"
+        )
     return seen
 
 
@@ -139,16 +159,24 @@ def _unit_matrix(x: torch.Tensor, key: str, units: Sequence[int] | None) -> tupl
         raise ValueError(f"layer {key!r} gives a tensor of shape {shape}; need (N, C, ...)")
     channels = x.shape[1]
     values = x.detach().double().movedim(1, 0).reshape(channels, -1)  # (C, N·∏S)
-    idx = torch.arange(channels) if units is None else torch.as_tensor(list(units))
-    if idx.numel() == 0 or idx.min() < 0 or idx.max() >= channels:
+    if units is None:
+        return values, torch.arange(channels, device=values.device)
+    chosen = units.tolist() if isinstance(units, (torch.Tensor, np.ndarray)) else list(units)
+    # checked on the host, before anything moves to the device
+    if not chosen or not all(_is_index(u) and 0 <= u < channels for u in chosen):
         raise ValueError(f"units for layer {key!r} must be indices in [0, {channels}), got {units}")
-    return values[idx.to(values.device)], idx
+    idx = _passes.device_tensor([int(u) for u in chosen], torch.int64, values.device)
+    return values[idx], idx
+
+
+def _is_index(u: object) -> bool:
+    return isinstance(u, (int, np.integer)) and not isinstance(u, bool)
 
 
 def _percentiles(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """(C, M), (P,) -> (C, P) by linear interpolation between order statistics."""
     ordered = values.sort(dim=1).values
-    pos = levels.to(values) / 100.0 * (values.shape[1] - 1)  # (P,)
+    pos = levels / 100.0 * (values.shape[1] - 1)  # (P,)
     lo = pos.floor().long()
     hi = pos.ceil().long()
     frac = pos - lo.to(pos)
@@ -156,58 +184,18 @@ def _percentiles(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     return low + (high - low) * frac
 
 
-def _edges(values: torch.Tensor, bins: int | Sequence[float]) -> torch.Tensor:
-    if not isinstance(bins, int):
-        edges = torch.as_tensor(list(bins), dtype=torch.float64, device=values.device)
-        if edges.numel() < 2 or bool((edges[1:] <= edges[:-1]).any()):
-            raise ValueError("bins as edges must be at least two strictly increasing numbers")
-        return edges
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    finite = values[torch.isfinite(values)]
-    lo, hi = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 1.0)
-    if lo == hi:  # numpy's convention for a constant input
-        lo, hi = lo - 0.5, hi + 0.5
-    return torch.linspace(lo, hi, bins + 1, dtype=torch.float64, device=values.device)
-
-
-def _histogram(values: torch.Tensor, edges: torch.Tensor, uniform: bool) -> torch.Tensor:
-    """(C, M), (B+1,) -> (C, B) counts with numpy's bin convention.
-
-    Bin i holds e_i <= v < e_{i+1}; the last bin also holds e_B. Uniform edges take numpy's
-    own fast path: the index is computed arithmetically, then moved by one where rounding
-    put a value on the wrong side of its edge, so the counts equal ``np.histogram``'s.
-    """
-    nbins = edges.numel() - 1
-    if uniform:
-        lo, hi = edges[0], edges[-1]
-        idx = ((values - lo) * (nbins / (hi - lo))).floor().clamp_(-1, nbins).long()
-        idx = torch.where(values == hi, nbins - 1, idx)  # the last bin is closed
-        safe = idx.clamp(0, nbins - 1)
-        idx = idx - (values < edges[safe]).long()  # rounded up past the lower edge
-        idx = idx + ((values >= edges[safe + 1]) & (safe != nbins - 1)).long()
-    else:
-        idx = torch.searchsorted(edges, values.contiguous(), right=True) - 1  # (C, M)
-        idx = torch.where(values == edges[-1], nbins - 1, idx)  # the last bin is closed
-    inside = (idx >= 0) & (idx < nbins) & ~torch.isnan(values)
-    counts = torch.zeros(values.shape[0], nbins + 1, dtype=torch.int64, device=values.device)
-    counts.scatter_add_(1, torch.where(inside, idx, nbins), torch.ones_like(idx))
-    return counts[:, :nbins]
-
-
 def _summarize(values: torch.Tensor, idx: torch.Tensor, levels: torch.Tensor,
-               bins: int | Sequence[float]) -> ActivationStats:
-    edges = _edges(values, bins)
-    return ActivationStats(
-        units=idx.cpu().numpy(),
-        mean=values.mean(dim=1).cpu().numpy(),
-        std=values.std(dim=1, correction=0).cpu().numpy(),
-        levels=levels.cpu().numpy(),
-        percentiles=_percentiles(values, levels).cpu().numpy(),
-        edges=edges.cpu().numpy(),
-        hist=_histogram(values, edges, uniform=isinstance(bins, int)).cpu().numpy(),
-        count=int(values.shape[1]),
-    )
+               bins: int | Sequence[float]) -> dict[str, torch.Tensor]:
+    """One layer's statistics as device tensors (the caller moves them to the host once)."""
+    edges = _hist.edges(values, bins)
+    return {
+        "units": idx,
+        "mean": values.mean(dim=1),
+        "std": values.std(dim=1, correction=0),
+        "percentiles": _percentiles(values, levels),
+        "edges": edges,
+        "hist": _hist.histogram(values, edges, uniform=isinstance(bins, int)),
+    }
 
 
 def activation_stats(
@@ -243,30 +231,39 @@ def activation_stats(
     Raises:
         ValueError: for an unknown layer, bad ``where``, ``bn_mode``, levels, bins or units.
     """
+    model = _passes.unwrap(model)
     levels = _checked(percentiles, where)
     resolved = dict(resolve_module(model, item) for item in layers)
     captured = _capture(model, _inputs_of(batch), resolved, where, bn_mode)
     return _stats_of(captured, layers, levels, bins, units)
 
 
-def _checked(percentiles: Sequence[float], where: str) -> torch.Tensor:
-    """Validate ``where`` and return the percentile levels as a float64 tensor."""
+def _checked(percentiles: Sequence[float], where: str) -> tuple[float, ...]:
+    """Validate ``where`` and return the percentile levels."""
     if where not in WHERE:
         raise ValueError(f"where must be one of {WHERE}, got {where!r}")
-    levels = torch.as_tensor(list(percentiles), dtype=torch.float64)
-    if levels.numel() == 0 or bool(((levels < 0) | (levels > 100)).any()):
+    values = [float(q) for q in percentiles]  # checked as Python numbers
+    if not values or not all(0 <= q <= 100 for q in values):
         raise ValueError(f"percentiles must be levels in [0, 100], got {percentiles}")
-    return levels
+    return tuple(values)
 
 
-def _stats_of(captured: dict[str, torch.Tensor], layers: Sequence[Layer], levels: torch.Tensor,
-              bins: int | Sequence[float], units: Units) -> dict[str, ActivationStats]:
-    out = {}
+def _stats_of(captured: dict[str, torch.Tensor], layers: Sequence[Layer],
+              levels: tuple[float, ...], bins: int | Sequence[float],
+              units: Units) -> dict[str, ActivationStats]:
+    summaries = {}
+    on_device: dict[torch.device, torch.Tensor] = {}
     for item in layers:
         key = str(item)
         values, idx = _unit_matrix(captured[key], key, _units_for(units, key, item))
-        out[key] = _summarize(values, idx, levels, bins)
-    return out
+        if values.device not in on_device:
+            on_device[values.device] = _passes.device_tensor(levels, torch.float64, values.device)
+        stats = _summarize(values, idx, on_device[values.device], bins)
+        summaries[key] = (stats, values.shape[1])
+    host = _passes.to_host({k: s for k, (s, _) in summaries.items()})  # the one transfer
+    level_array = np.array(levels, dtype=np.float64)
+    return {k: ActivationStats(**host[k], levels=level_array.copy(), count=int(m))
+            for k, (_, m) in summaries.items()}
 
 
 class ActivationStatsProbe(Probe):
@@ -289,9 +286,7 @@ class ActivationStatsProbe(Probe):
         where: ``"pre"`` or ``"post"``.
         bins: histogram bins or edges.
         bn_mode: ``"train"`` or ``"eval"``.
-        every: run every this many steps; ``start`` and ``steps`` as in :class:`Probe`.
-        start: the first step to run on.
-        steps: an explicit set of steps instead of ``every``/``start``.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
         prefix: the first part of every logged name.
     """
 
@@ -299,10 +294,9 @@ class ActivationStatsProbe(Probe):
 
     def __init__(self, layers: Sequence[Layer], units: Units = None, *, batch: Any = None,
                  percentiles: Sequence[float] = (15, 50, 85), where: str = "pre",
-                 bins: int | Sequence[float] = 30, bn_mode: str = "train", every: int = 1,
-                 start: int = 0, steps: Sequence[int] | None = None,
-                 prefix: str = "act") -> None:
-        super().__init__(every, start=start, steps=steps)
+                 bins: int | Sequence[float] = 30, bn_mode: str = "train",
+                 schedule: Schedule | int = 1, prefix: str = "act") -> None:
+        super().__init__(schedule, bn_mode=bn_mode)
         self.layers = tuple(layers)
         self.options: dict[str, Any] = dict(
             percentiles=tuple(percentiles), where=where, bins=bins, bn_mode=bn_mode, units=units
@@ -315,7 +309,8 @@ class ActivationStatsProbe(Probe):
     @contextmanager
     def _watch(self, modules: dict[str, nn.Module]) -> Iterator[None]:
         seen: dict[str, torch.Tensor] = {}
-        handles = _capture_hooks(modules, self.options["where"], seen, stop_when_done=False)
+        handles = _capture_hooks(modules, self.options["where"], seen, stop_when_done=False,
+                                 problems={})
         try:
             yield
         finally:
@@ -332,6 +327,8 @@ class ActivationStatsProbe(Probe):
         """
         if self.batch is not None or self.options["bn_mode"] != "train":
             return None
+        if _passes.unwrap(model, quiet=True) is not model:
+            return None  # compiled: hooks would recompile it; on_step measures the original
         if not all(m.training for m in model.modules() if is_norm_module(m)):
             return None
         return self._watch(dict(resolve_module(model, item) for item in self.layers))

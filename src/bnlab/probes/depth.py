@@ -21,8 +21,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call
 
-from bnlab.layers.sites import norm_sites, resolve_module
+from bnlab.layers.sites import norm_sites, resolve_module, strip_compiled_prefix
+from bnlab.probes import _passes
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
 
@@ -44,11 +46,34 @@ Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 def _channel_mean_var(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance over every dim but 1: (N, C, ...) -> (C,), (C,)."""
-    if t.dim() < 2:
-        raise ValueError(f"need a tensor of shape (N, C, ...), got shape {tuple(t.shape)}")
     flat = t.detach().transpose(0, 1).reshape(t.shape[1], -1)  # (C, N·H·W)
     var, mean = torch.var_mean(flat, dim=1, correction=0)
     return mean, var
+
+
+def _measurable(t: object) -> str:
+    """Why ``t`` cannot give channel statistics ("" when it can)."""
+    if not isinstance(t, torch.Tensor):
+        return f"gives a {type(t).__name__}, not a tensor"
+    if t.dim() < 2:
+        return f"gives shape {tuple(t.shape)}; need (N, C, ...)"
+    return ""
+
+
+class _Capture:
+    """What one forward pass measured: ``stats[key] = (mean, var)``, or ``problems[key]``."""
+
+    def __init__(self) -> None:
+        self.stats: Stats = {}
+        self.problems: dict[str, str] = {}
+
+    def record(self, key: str, t: object) -> None:
+        if key in self.stats or key in self.problems:
+            self.problems[key] = "ran more than once in one forward pass (a shared module)"
+        elif why := _measurable(t):
+            self.problems[key] = why
+        else:
+            self.stats[key] = _channel_mean_var(t)  # type: ignore[arg-type]
 
 
 def _resolve_sites(
@@ -60,27 +85,19 @@ def _resolve_sites(
     return [resolve_module(model, item) for item in sites]
 
 
-def _pre_norm_hook(key: str, stats: Stats) -> Callable[..., None]:
-    def hook(module: nn.Module, args: tuple[object, ...]) -> None:
-        del module
-        if key in stats:
-            raise ValueError(f"site {key!r} ran twice in one forward; pick sites used once")
-        stats[key] = _channel_mean_var(args[0])  # type: ignore[arg-type]
-
-    return hook
-
-
 @contextmanager
 def _capture(
-    model: nn.Module, sites: list[tuple[str, nn.Module]], where: str, stats: Stats
+    model: nn.Module, sites: list[tuple[str, nn.Module]], where: str, cap: _Capture
 ) -> Iterator[None]:
-    """Register the hooks that fill ``stats[key] = (mean, var)`` during one forward."""
-    if where not in WHERE:
-        raise ValueError(f"where must be one of {WHERE}, got {where!r}")
+    """Register the hooks that fill ``cap`` during one forward."""
     if where == "pre_norm":
-        handles = [m.register_forward_pre_hook(_pre_norm_hook(k, stats)) for k, m in sites]
+        handles = [
+            m.register_forward_pre_hook(lambda mod, args, k=k: cap.record(k, args[0] if args
+                                                                          else None))
+            for k, m in sites
+        ]
     else:
-        handles = _block_output_hooks(model, sites, stats)
+        handles = _block_output_hooks(model, sites, cap)
     try:
         yield
     finally:
@@ -89,7 +106,7 @@ def _capture(
 
 
 def _block_output_hooks(
-    model: nn.Module, sites: list[tuple[str, nn.Module]], stats: Stats
+    model: nn.Module, sites: list[tuple[str, nn.Module]], cap: _Capture
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Hooks measuring, for each site, the input of the next consumer fed from it.
 
@@ -97,7 +114,8 @@ def _block_output_hooks(
     its site as pending; the next consumer whose input was produced *after* the norm
     ran (so not a shortcut branch fed by the block's input) measures that input for the
     pending site. If the input *is* the untouched norm output (the norm feeds a layer
-    directly), the measurement would be 0/1 by construction, so it is refused.
+    directly, as the linear bottleneck of a MobileNetV2 block does), the measurement would
+    be 0/1 by construction, so the site is refused with that reason.
     """
     clock = [0]
     produced: dict[int, tuple[torch.Tensor, int]] = {}  # id -> (tensor kept alive, stamp)
@@ -109,26 +127,28 @@ def _block_output_hooks(
         clock[0] += 1
         if isinstance(out, torch.Tensor):
             produced[id(out)] = (out, clock[0])
-            if id(module) in keys:
+        if id(module) in keys:
+            if not isinstance(out, torch.Tensor):
+                cap.record(keys[id(module)], out)  # refused: not a tensor
+            else:
                 pending.append((keys[id(module)], out, out._version, clock[0]))
 
     def before_layer(module: nn.Module, args: tuple[object, ...]) -> None:
         del module
-        x = args[0]
+        x = args[0] if args else None
         if not isinstance(x, torch.Tensor):
             return
         born = produced.get(id(x), (x, clock[0] + 1))[1]
         for item in [p for p in pending if born >= p[3]]:
             key, out, version, _ = item
-            if x is out and x._version == version:
-                raise ValueError(
-                    f"at site {key!r} the norm's output feeds the next layer directly, so the "
-                    "block output is the norm's output; use where='pre_norm'"
-                )
-            if key in stats:
-                raise ValueError(f"site {key!r} ran twice in one forward; pick sites used once")
-            stats[key] = _channel_mean_var(x)
             pending.remove(item)
+            if x is out and x._version == version:
+                cap.problems[key] = (
+                    "its output feeds the next layer directly, so the block output is the "
+                    "norm's own output (0/1 by construction); use where='pre_norm'"
+                )
+            else:
+                cap.record(key, x)
 
     handles = [m.register_forward_hook(stamp) for m in model.modules() if m is not model]
     layers = [m for m in model.modules() if isinstance(m, _CONSUMERS)]
@@ -136,6 +156,30 @@ def _block_output_hooks(
     # Sites after the last consumer: the model's output is their block output.
     handles.append(model.register_forward_hook(lambda mod, a, out: before_layer(mod, (out,))))
     return handles
+
+
+def _settle(
+    what: str, chosen: list[tuple[str, nn.Module]], caps: Sequence[_Capture], explicit: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The keys measured in every pass, and ``{key: reason}`` for the others.
+
+    Sites the user named are measured or refused with an error; sites of the default list
+    (every norm site) that cannot be measured are skipped, reported and warned about.
+    """
+    skipped: dict[str, str] = {}
+    for key, _ in chosen:
+        for cap in caps:
+            if key in cap.problems:
+                skipped[key] = cap.problems[key]
+            elif key not in cap.stats:
+                skipped[key] = "was not called in the forward pass"
+            if key in skipped:
+                break
+    if skipped and explicit:
+        detail = "; ".join(f"site {k!r} {why}" for k, why in skipped.items())
+        raise ValueError(f"{what}: {detail}; pick other sites")
+    _passes.warn_skipped(what, skipped, len(chosen))
+    return [k for k, _ in chosen if k not in skipped], skipped
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -152,10 +196,16 @@ def _site_depth(model: nn.Module, key: str) -> int:
     """The 1-based depth of a site key: its norm-site index (names are looked up)."""
     if key.isdigit():
         return int(key)
+    name = strip_compiled_prefix(key, dict(model.named_modules()))
     for site in norm_sites(model):
-        if site.name == key:
+        if site.name == name:
             return site.index
     raise ValueError(f"{key!r} is not a norm site of this model; depth needs norm sites")
+
+
+def _check_where(where: str) -> None:
+    if where not in WHERE:
+        raise ValueError(f"where must be one of {WHERE}, got {where!r}")
 
 
 def depth_profile(
@@ -175,37 +225,49 @@ def depth_profile(
     value is nonzero (dead ReLU channels are left out); ``slope`` and ``r2`` fit
     ``log10_std`` against d by least squares (exponential growth = a positive slope).
 
+    With the default ``sites`` (every norm site) a site that cannot be measured is skipped
+    and named in ``skipped`` with the reason (and a warning): a norm registered but never
+    called, one called twice, or, for ``"block_output"``, a norm whose output feeds the
+    next layer directly. Sites named in ``sites`` are measured or refused with an error.
+
     Cost: 1 forward pass, no backward.
 
     Args:
-        model: any ``nn.Module``; left exactly as found.
+        model: any ``nn.Module``; left exactly as found (a ``torch.compile``'d one is
+            measured through its original module, with a warning).
         batch: ``(inputs, targets)``; only the inputs are used.
         where: ``"block_output"`` or ``"pre_norm"``.
         sites: norm-site indices or norm module names; default every site.
         bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
 
     Returns:
-        ``{"sites": [keys], "depth": (S,), "channel_mean": [(C_s,)], "channel_std":
-        [(C_s,)], "log10_std": (S,), "log10_std_sd": (S,), "log10_abs_mean": (S,),
-        "log10_abs_mean_sd": (S,), "slope": float, "r2": float}`` with numpy arrays.
+        ``{"sites": [keys measured], "depth": (S,), "channel_mean": [(C_s,)],
+        "channel_std": [(C_s,)], "log10_std": (S,), "log10_std_sd": (S,),
+        "log10_abs_mean": (S,), "log10_abs_mean_sd": (S,), "slope": float, "r2": float,
+        "skipped": {key: reason}}`` with numpy arrays.
+
+    Raises:
+        ValueError: for a bad ``where`` or ``bn_mode``, or a site named in ``sites`` that
+            cannot be measured.
 
     Example:
         >>> prof = depth_profile(create_model("vgg16", norm="none", ...), (x, y))
         >>> prof["slope"], prof["r2"]
     """
+    model = _passes.unwrap(model)
+    _check_where(where)
     chosen = _resolve_sites(model, sites)
-    stats: Stats = {}
+    cap = _Capture()
     with no_trace(model) as replay, _bn_mode(model, bn_mode), torch.no_grad():
-        with _capture(model, chosen, where, stats):
+        with _capture(model, chosen, where, cap):
             replay()
             model(batch[0])
-    keys = [k for k, _ in chosen]
-    if missing := [k for k in keys if k not in stats]:
-        raise ValueError(f"sites {missing} were not measured (did they run in the forward?)")
-    means = [stats[k][0].double().cpu().numpy() for k in keys]
-    stds = [np.sqrt(stats[k][1].double().cpu().numpy()) for k in keys]
-    log_std = np.array([_log10_moments(s) for s in stds])  # (S, 2): mean, sd over channels
-    log_mean = np.array([_log10_moments(np.abs(m)) for m in means])
+    keys, skipped = _settle("depth_profile", chosen, [cap], sites is not None)
+    host = _passes.to_host({k: cap.stats[k] for k in keys})  # the one transfer
+    means = [host[k][0].astype(np.float64) for k in keys]
+    stds = [np.sqrt(host[k][1].astype(np.float64)) for k in keys]
+    log_std = np.array([_log10_moments(s) for s in stds]).reshape(-1, 2)  # (S, 2): mean, sd
+    log_mean = np.array([_log10_moments(np.abs(m)) for m in means]).reshape(-1, 2)
     depth = np.array([_site_depth(model, k) for k in keys], dtype=float)
     ok = np.isfinite(log_std[:, 0])
     slope, r2 = _fit_line(depth[ok], log_std[ok, 0])
@@ -213,7 +275,7 @@ def depth_profile(
         "sites": keys, "depth": depth, "channel_mean": means, "channel_std": stds,
         "log10_std": log_std[:, 0], "log10_std_sd": log_std[:, 1],
         "log10_abs_mean": log_mean[:, 0], "log10_abs_mean_sd": log_mean[:, 1],
-        "slope": slope, "r2": r2,
+        "slope": slope, "r2": r2, "skipped": skipped,
     }
 
 
@@ -230,18 +292,22 @@ def _log10_moments(values: np.ndarray) -> tuple[float, float]:
     return float(logs.mean()), float(logs.std())
 
 
-def _check_update(model: nn.Module, update: Mapping[str, torch.Tensor]) -> dict[str, nn.Parameter]:
+def _check_update(
+    model: nn.Module, update: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``update`` keyed by ``named_parameters()`` names (a compiled model's prefix removed)."""
     params = dict(model.named_parameters())
-    unknown = sorted(set(update) - set(params))
+    named = {strip_compiled_prefix(n, params): d for n, d in update.items()}
+    unknown = sorted(set(named) - set(params))
     if unknown:
         raise ValueError(f"update names {unknown} are not parameters; e.g. {list(params)[:5]}")
-    for name, delta in update.items():
+    for name, delta in named.items():
         if delta.shape != params[name].shape:
             raise ValueError(
                 f"update[{name!r}] has shape {tuple(delta.shape)}, "
                 f"the parameter {tuple(params[name].shape)}"
             )
-    return {name: params[name] for name in update}
+    return named
 
 
 def interpolated_step_stats(
@@ -260,13 +326,18 @@ def interpolated_step_stats(
     Bjorck et al. 2018, Fig. 4 (PAPERS.md §3.7): how one diverging update inflates the
     activations layer by layer. The default ``where="pre_norm"`` is the feeding layer's
     output (the signed conv activations of the figure, which has means of both signs);
-    ``"block_output"`` measures after the nonlinearity.
+    ``"block_output"`` measures after the nonlinearity. The shifted weights are passed to
+    ``torch.func.functional_call``; the model's own parameters are never written.
+
+    With the default ``sites`` (every norm site) a site that cannot be measured is skipped
+    and named in ``skipped`` with the reason (and a warning), as in :func:`depth_profile`.
 
     Cost: ``steps`` forward passes, no backward. Every pass sees the same dropout masks
     and noisy-BN noise.
 
     Args:
-        model: any ``nn.Module``; left exactly as found.
+        model: any ``nn.Module``; left exactly as found (a ``torch.compile``'d one is
+            measured through its original module, with a warning).
         loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
         batch: ``(inputs, targets)``.
         update: ``Δw`` keyed by ``named_parameters()`` names (absent names do not move),
@@ -278,29 +349,41 @@ def interpolated_step_stats(
 
     Returns:
         ``{"s": (steps,), "loss": (steps,), "mean": {key: (steps, C)},
-        "var": {key: (steps, C)}}`` as numpy arrays (variance biased, over batch×space).
+        "var": {key: (steps, C)}, "skipped": {key: reason}}`` as numpy arrays (variance
+        biased, over batch×space).
+
+    Raises:
+        ValueError: for bad ``steps``, ``update``, ``where`` or ``bn_mode``, or a site
+            named in ``sites`` that cannot be measured.
     """
+    model = _passes.unwrap(model)
     if not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-    moved = _check_update(model, update)
+    _check_where(where)
+    update = _check_update(model, update)
     chosen = _resolve_sites(model, sites)
     s_grid = np.linspace(0.0, 1.0, steps)
-    rows: list[Stats] = []
+    caps: list[_Capture] = []
     losses = []
     with no_trace(model) as replay, _bn_mode(model, bn_mode), torch.no_grad():
-        start = {n: p.detach().clone() for n, p in moved.items()}
+        params = dict(model.named_parameters())
         for s in s_grid:
-            for n, p in moved.items():
-                p.copy_(start[n] + float(s) * update[n].to(p))
-            stats: Stats = {}
-            with _capture(model, chosen, where, stats):
+            point = {n: params[n] + float(s) * d.to(params[n]) for n, d in update.items()}
+            caps.append(_Capture())
+            with _capture(model, chosen, where, caps[-1]):
                 replay()
-                losses.append(loss_fn(model(batch[0]), batch[1]).detach())
-            rows.append(stats)
-    keys = [k for k, _ in chosen]
+                out = functional_call(model, point, (batch[0],))
+                losses.append(loss_fn(out, batch[1]).detach())
+    keys, skipped = _settle("interpolated_step_stats", chosen, caps, sites is not None)
+    host = _passes.to_host({
+        "loss": torch.stack(losses),
+        "mean": {k: torch.stack([c.stats[k][0] for c in caps]) for k in keys},
+        "var": {k: torch.stack([c.stats[k][1] for c in caps]) for k in keys},
+    })
     return {
         "s": s_grid,
-        "loss": torch.stack(losses).double().cpu().numpy(),
-        "mean": {k: torch.stack([r[k][0] for r in rows]).double().cpu().numpy() for k in keys},
-        "var": {k: torch.stack([r[k][1] for r in rows]).double().cpu().numpy() for k in keys},
+        "loss": host["loss"].astype(np.float64),
+        "mean": {k: v.astype(np.float64) for k, v in host["mean"].items()},
+        "var": {k: v.astype(np.float64) for k, v in host["var"].items()},
+        "skipped": skipped,
     }

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bnlab.layers.sites import norm_sites, resolve_module
+from bnlab.probes import _passes
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
 
@@ -24,19 +25,25 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def _output_hook(key: str, store: dict[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
+def _output_hook(
+    key: str, store: dict[str, torch.Tensor], problems: dict[str, str]
+) -> Callable[..., object]:
     """A forward hook that records a module's output and passes on a copy.
 
     Passing a clone downstream keeps the recorded tensor intact when the next module works
     in place (``ReLU(inplace=True)`` after a norm), so its gradient is ``∂L/∂h`` itself.
+    What cannot be recorded goes to ``problems`` instead.
     """
 
-    def hook(module: nn.Module, args: tuple[object, ...], out: object) -> torch.Tensor:
+    def hook(module: nn.Module, args: tuple[object, ...], out: object) -> object:
         del module, args
-        if key in store:
-            raise ValueError(f"layer {key!r} ran twice in one forward; pick modules used once")
+        if key in store or key in problems:
+            problems[key] = "ran more than once in one forward pass (a shared module)"
+            store.pop(key, None)
+            return None
         if not isinstance(out, torch.Tensor):
-            raise ValueError(f"layer {key!r} does not return a single tensor")
+            problems[key] = f"returns a {type(out).__name__}, not a single tensor"
+            return None
         store[key] = out
         return out.clone()
 
@@ -56,7 +63,7 @@ def gradient_explosion_rate(
     *,
     layers: Sequence[str | int] | None = None,
     bn_mode: str = "train",
-) -> dict[str, list[float] | float]:
+) -> dict[str, object]:
     """Ratios of squared gradient norms w.r.t. the outputs of consecutive layers.
 
     For layers ``h_1, …, h_n`` in depth order (outputs captured by forward hooks),
@@ -65,10 +72,17 @@ def gradient_explosion_rate(
     over the middle half (``ratios[n//4 : n - n//4]``, i.e. away from the input and the
     loss, where Yang et al.'s mean-field rate applies).
 
+    With the default ``layers`` (every norm site) a site that cannot be measured is
+    skipped and named in ``skipped`` with the reason (and a warning): a norm registered
+    but never called, one called twice, one that returns no tensor, or one whose output
+    the loss does not depend on. Layers named in ``layers`` are measured or refused with
+    an error.
+
     Cost: 1 forward + 1 backward pass, plus one copy of each hooked output.
 
     Args:
-        model: any ``nn.Module``; left exactly as found.
+        model: any ``nn.Module``; left exactly as found (a ``torch.compile``'d one is
+            measured through its original module, with a warning).
         loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
         batch: ``(inputs, targets)``.
         layers: module names or norm-site indices, in depth order; default: every norm
@@ -77,41 +91,77 @@ def gradient_explosion_rate(
         bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
 
     Returns:
-        ``{"ratios": [n - 1 floats], "mean": float}``.
+        ``{"ratios": [n - 1 floats], "mean": float, "layers": [the n keys measured],
+        "skipped": {key: reason}}``.
 
     Raises:
-        ValueError: for fewer than 2 layers, a layer used twice, or an output the loss does
-            not depend on.
+        ValueError: for fewer than 2 measurable layers, or a named layer that cannot be
+            measured.
 
     Example:
         >>> out = gradient_explosion_rate(mlp, F.cross_entropy, (x, y))
         >>> out["mean"]  # ≈ π/(π-1) for a wide BN-ReLU MLP at Kaiming init, large batch
     """
+    model = _passes.unwrap(model)
+    explicit = layers is not None
     items = list(layers) if layers is not None else [s.index for s in norm_sites(model)]
-    if len(items) < 2:
+    if explicit and len(items) < 2:
         raise ValueError(f"need at least 2 layers to form a ratio, got {items!r}")
     resolved = [resolve_module(model, item) for item in items]
     store: dict[str, torch.Tensor] = {}
+    problems: dict[str, str] = {}
     inputs, targets = batch
     with no_trace(model) as replay, _bn_mode(model, bn_mode):
-        handles = [m.register_forward_hook(_output_hook(k, store)) for k, m in resolved]
+        handles = [m.register_forward_hook(_output_hook(k, store, problems)) for k, m in resolved]
         try:
             replay()
             loss = loss_fn(model(inputs), targets)
         finally:
             for h in handles:
                 h.remove()
-        keys = [k for k, _ in resolved]
-        missing = [k for k in keys if k not in store or not store[k].requires_grad]
-        if missing:
-            raise ValueError(f"layers {missing} did not run or their outputs need no gradient")
+        keys = _usable([k for k, _ in resolved], store, problems, explicit)
         grads = torch.autograd.grad(loss, [store[k] for k in keys], allow_unused=True)
-    sq = torch.stack([g.pow(2).sum() if g is not None else _zero(loss) for g in grads])
-    ratios = (sq[:-1] / sq[1:]).tolist()  # one host transfer for all pairs
+        keys, grads = _reached(keys, grads, problems, explicit)
+    sq = torch.stack([g.pow(2).sum() for g in grads])
+    ratios = _passes.to_host(sq[:-1] / sq[1:]).tolist()  # one host transfer for all pairs
     middle = ratios[_middle_half(len(ratios))]
-    return {"ratios": ratios, "mean": sum(middle) / len(middle)}
+    skipped = {k: problems[k] for k, _ in resolved if k in problems}
+    _passes.warn_skipped("gradient_explosion_rate", skipped, len(resolved))
+    return {"ratios": ratios, "mean": sum(middle) / len(middle), "layers": keys,
+            "skipped": skipped}
 
 
-def _zero(loss: torch.Tensor) -> torch.Tensor:
-    """A zero of the loss's dtype (a layer the loss does not reach has zero gradient)."""
-    return torch.zeros((), dtype=loss.dtype, device=loss.device)
+def _usable(keys: list[str], store: dict[str, torch.Tensor], problems: dict[str, str],
+            explicit: bool) -> list[str]:
+    """The keys whose outputs were recorded and need a gradient; the rest into problems."""
+    for k in keys:
+        if k not in problems and k not in store:
+            problems[k] = "was not called in the forward pass"
+        elif k in store and not store[k].requires_grad:
+            problems[k] = "its output needs no gradient (nothing before it is trained)"
+    return _checked(keys, problems, explicit)
+
+
+def _reached(keys: list[str], grads: Sequence[torch.Tensor | None], problems: dict[str, str],
+             explicit: bool) -> tuple[list[str], list[torch.Tensor]]:
+    """Drop outputs the loss does not depend on (no gradient reaches them)."""
+    for k, g in zip(keys, grads, strict=True):
+        if g is None:
+            problems[k] = "the loss does not depend on its output"
+    kept = _checked(keys, problems, explicit)
+    by_key = dict(zip(keys, grads, strict=True))
+    return kept, [by_key[k] for k in kept]  # type: ignore[misc]
+
+
+def _checked(keys: list[str], problems: dict[str, str], explicit: bool) -> list[str]:
+    bad = {k: problems[k] for k in keys if k in problems}
+    if bad and explicit:
+        detail = "; ".join(f"layer {k!r} {why}" for k, why in bad.items())
+        raise ValueError(f"gradient_explosion_rate: {detail}; pick other layers")
+    kept = [k for k in keys if k not in bad]
+    if len(kept) < 2:
+        raise ValueError(
+            f"gradient_explosion_rate needs at least 2 measurable layers, got {kept!r} "
+            f"(skipped: {bad})"
+        )
+    return kept

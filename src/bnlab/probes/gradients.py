@@ -15,27 +15,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes import _hist, _passes, _state
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["GradientStatsProbe", "gradient_stats"]
 
 
-def _moments(g: torch.Tensor, bins: int) -> dict[str, Any]:
+def _moments(g: torch.Tensor, bins: int) -> dict[str, torch.Tensor]:
+    """Norm, mean, std, excess kurtosis and histogram of g's entries, as device tensors."""
     v = g.detach().double().flatten()  # (numel,)
     mean = v.mean()
     c = v - mean
     m2 = c.pow(2).mean()
-    kurt = float(c.pow(4).mean() / m2**2 - 3.0) if m2 > 0 else float("nan")
-    counts, edges = np.histogram(v.cpu().numpy(), bins=bins)
+    kurt = torch.where(m2 > 0, c.pow(4).mean() / m2.pow(2) - 3.0, torch.nan)
+    edges = _hist.edges(v, bins)  # np.histogram's bins over [min, max]
     return {
-        "norm": float(v.norm()),
-        "mean": float(mean),
-        "std": float(m2.sqrt()),
+        "norm": v.norm(),
+        "mean": mean,
+        "std": m2.sqrt(),
         "kurtosis": kurt,
-        "hist": counts,
+        "hist": _hist.histogram(v.unsqueeze(0), edges, uniform=True)[0],
         "bin_edges": edges,
     }
+
+
+def _as_result(stats: dict[str, np.ndarray]) -> dict[str, Any]:
+    floats = {k: float(stats[k]) for k in ("norm", "mean", "std", "kurtosis")}
+    return {**floats, "hist": stats["hist"], "bin_edges": stats["bin_edges"]}
 
 
 def gradient_stats(
@@ -55,28 +61,39 @@ def gradient_stats(
         norm = ‖v‖₂,  std = √m₂,  kurtosis = m₄ / m₂² − 3  (0 for a Gaussian)
 
     Args:
-        model: any ``nn.Module``.
+        model: any ``nn.Module`` (a ``torch.compile``'d one is measured through its
+            original module, with a warning).
         loss_fn: ``loss_fn(model(inputs), targets)`` is the loss.
         batch: ``(inputs, targets)``.
-        layers: norm-site indices (the feeding conv/linear weight), module names or
+        layers: norm-site indices (the conv/linear weight feeding the norm, found from a
+            traced forward pass for models that do not declare it), module names or
             parameter names.
         bn_mode: ``"train"`` or ``"eval"``.
-        bins: histogram bins over [min, max] of the gradient entries.
+        bins: histogram bins over [min, max] of the gradient entries (``np.histogram``'s).
 
     Returns:
         ``{str(layer): {"norm", "mean", "std", "kurtosis": float, "hist": (bins,) int
         array, "bin_edges": (bins + 1,) float array}}``.
 
+    Raises:
+        ValueError: for a layer that did not run in the forward pass (no gradient), a
+            norm site without a single feeding layer, or an unknown layer.
+
     Cost:
-        1 forward+backward.
+        1 forward+backward (plus 1 forward to trace an int site of a model that does not
+        declare its sites).
     """
+    model = _passes.unwrap(model)
     batch = _passes.unpack_batch(batch)
-    targets = [_passes.layer_param(model, item) for item in layers]
+    targets, _ = _passes.layer_params(model, layers, batch[0], bn_mode)
     with _state.no_trace(model) as replay, _state.bn_mode(model, bn_mode):
         point = dict(model.named_parameters())
         replay()
-        _, grads = _passes.grads_at(model, loss_fn, batch, point, sorted({p for _, p in targets}))
-    return {key: _moments(grads[pname], bins) for key, pname in targets}
+        wrt = sorted({p for _, p in targets})
+        _, grads = _passes.grads_at(model, loss_fn, batch, point, wrt, unused="none")
+        _passes.require_gradients(grads, targets)
+        stats = {key: _moments(grads[pname], bins) for key, pname in targets}  # type: ignore[arg-type]
+    return {key: _as_result(s) for key, s in _passes.to_host(stats).items()}
 
 
 class GradientStatsProbe(Probe):
@@ -84,7 +101,14 @@ class GradientStatsProbe(Probe):
 
     Logs the metrics ``grad/<layer>/{norm,std,kurtosis}`` and the
     array ``grad/<layer>/hist`` (counts then bin edges, shape (2, bins + 1), counts padded
-    with NaN). Cost per call: 1 forward+backward.
+    with NaN). Cost per call: 1 forward+backward (+1 forward for an int site of a model
+    that does not declare its sites, see :func:`gradient_stats`).
+
+    Args:
+        layers: as in :func:`gradient_stats`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
+        bins: histogram bins.
     """
 
     name = "grad"
@@ -92,16 +116,13 @@ class GradientStatsProbe(Probe):
     def __init__(
         self,
         layers: Sequence[str | int] = (1,),
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
         bins: int = 50,
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.layers = list(layers)
-        self.bn_mode = bn_mode
         self.bins = bins
 
     def on_step(self, ctx: ProbeContext) -> None:

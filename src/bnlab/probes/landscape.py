@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import grad_and_value, vmap
 
 from bnlab.probes import _passes, _state
-from bnlab.probes.base import Probe, ProbeContext
+from bnlab.probes.base import Probe, ProbeContext, Schedule
 
 __all__ = ["LandscapeProbe", "RelativeLossProbe", "landscape", "relative_loss"]
 
@@ -83,7 +83,7 @@ def _points_vmap(
 ) -> tuple[list[torch.Tensor], list[_passes.Params]]:
     """Loss and gradient at all k points in one ``vmap``-ed pass (k× activation memory)."""
     first = next(iter(params.values()))
-    eta_t = torch.tensor(list(etas), dtype=first.dtype, device=first.device)  # (k,)
+    eta_t = _passes.device_tensor(etas, first.dtype, first.device)  # (k,)
 
     def one(eta: torch.Tensor) -> tuple[_passes.Params, torch.Tensor]:
         f = lambda point: _passes.loss_at(model, loss_fn, batch, point)  # noqa: E731
@@ -115,7 +115,8 @@ def landscape(
         beta           = max_η grad_change(η) / ‖ηg‖₂
 
     Args:
-        model: any ``nn.Module``.
+        model: any ``nn.Module`` (a ``torch.compile``'d one is measured through its
+            original module, with a warning).
         loss_fn: ``loss_fn(model(inputs), targets)`` is the loss.
         batch: ``(inputs, targets)``; every point is evaluated on this batch.
         lr: the training learning rate (Santurkar's "step size").
@@ -138,6 +139,7 @@ def landscape(
         >>> res = landscape(model, F.cross_entropy, (x, y), lr=0.1)
         >>> min(res["loss"]), max(res["loss"]), res["beta"]
     """
+    model = _passes.unwrap(model)
     batch = _passes.unpack_batch(batch)
     if batched is None:
         batched = any(p.device.type != "cpu" for p in model.parameters())
@@ -149,15 +151,19 @@ def landscape(
         replay()
         loss0, g = _passes.grads_at(model, loss_fn, batch, params, list(params))
         losses, grads, used = _points(model, loss_fn, batch, params, g, etas, replay, batched)
-        gnorm = float(_passes.flat_norm(list(g.values())))
-        change = [float(_passes.flat_norm([g[n] - gk[n] for n in g])) for gk in grads]
+        gnorm = _passes.flat_norm(list(g.values()))
+        change = torch.stack([_passes.flat_norm([g[n] - gk[n] for n in g]) for gk in grads])
+    host = _passes.to_host(
+        {"loss": torch.stack(losses), "change": change, "loss0": loss0, "gnorm": gnorm}
+    )
+    change_list, norm = host["change"].tolist(), float(host["gnorm"])
     return {
         "eta": etas,
-        "loss": [float(v) for v in losses],
-        "grad_change": change,
-        "beta": max(c / (eta * gnorm) for c, eta in zip(change, etas, strict=True)),
-        "loss0": float(loss0),
-        "grad_norm": gnorm,
+        "loss": host["loss"].tolist(),
+        "grad_change": change_list,
+        "beta": max(c / (eta * norm) for c, eta in zip(change_list, etas, strict=True)),
+        "loss0": float(host["loss0"]),
+        "grad_norm": norm,
         "batched": used,
     }
 
@@ -185,7 +191,8 @@ def relative_loss(
     """Relative loss L_B(w − ηg) / L_B(w) along the gradient (Bjorck et al., Fig. 3).
 
     Args:
-        model: any ``nn.Module``.
+        model: any ``nn.Module`` (a ``torch.compile``'d one is measured through its
+            original module, with a warning).
         loss_fn: ``loss_fn(model(inputs), targets)`` is the loss.
         batch: ``(inputs, targets)``; all points use this batch.
         etas: step sizes; default 17 log-spaced points in [1e-5, 1e-1].
@@ -198,6 +205,7 @@ def relative_loss(
     Cost:
         1 forward+backward, plus k forward passes (no backward).
     """
+    model = _passes.unwrap(model)
     batch = _passes.unpack_batch(batch)
     etas = [float(e) for e in etas]
     if not etas or min(etas) <= 0:
@@ -207,8 +215,9 @@ def relative_loss(
         replay()
         loss0, g = _passes.grads_at(model, loss_fn, batch, params, list(params))
         losses, _ = _points_loop(model, loss_fn, batch, params, g, etas, replay, False)
-    l0 = float(loss0)
-    return {"eta": etas, "relative_loss": [float(v) / l0 for v in losses], "loss0": l0}
+    host = _passes.to_host({"losses": torch.stack(losses), "loss0": loss0})
+    l0 = float(host["loss0"])
+    return {"eta": etas, "relative_loss": [v / l0 for v in host["losses"].tolist()], "loss0": l0}
 
 
 class LandscapeProbe(Probe):
@@ -218,6 +227,12 @@ class LandscapeProbe(Probe):
     ``grad_change_max``, ``beta`` (the bands of Santurkar Fig. 4) and the arrays
     ``landscape/loss`` and ``landscape/grad_change`` (one value per multiplier).
     Cost per call: k + 1 forward+backward passes.
+
+    Args:
+        multipliers: η / lr, as in :func:`landscape`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
+        batched: as in :func:`landscape`.
     """
 
     name = "landscape"
@@ -225,16 +240,13 @@ class LandscapeProbe(Probe):
     def __init__(
         self,
         multipliers: Sequence[float] = (0.5, 1, 2, 4),
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
         batched: bool | None = None,
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.multipliers = tuple(float(m) for m in multipliers)
-        self.bn_mode = bn_mode
         self.batched = batched
 
     def on_step(self, ctx: ProbeContext) -> None:
@@ -254,6 +266,11 @@ class RelativeLossProbe(Probe):
     """Log :func:`relative_loss` as the array ``relative_loss`` (one value per η).
 
     Cost per call: 1 forward+backward plus len(etas) forward passes.
+
+    Args:
+        etas: step sizes, as in :func:`relative_loss`.
+        schedule: a :class:`~bnlab.probes.base.Schedule`, or an int n for every n steps.
+        bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
     """
 
     name = "relative_loss"
@@ -261,15 +278,12 @@ class RelativeLossProbe(Probe):
     def __init__(
         self,
         etas: Sequence[float] = DEFAULT_ETAS,
-        every: int = 1,
         *,
-        start: int = 0,
-        steps: Sequence[int] | None = None,
+        schedule: Schedule | int = 1,
         bn_mode: str = "train",
     ) -> None:
-        super().__init__(every, start=start, steps=steps)
+        super().__init__(schedule, bn_mode=bn_mode)
         self.etas = tuple(float(e) for e in etas)
-        self.bn_mode = bn_mode
 
     def on_step(self, ctx: ProbeContext) -> None:
         """Measure the relative loss on this step's batch and log it."""

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bnlab.layers.sites import resolve_module
+from bnlab.probes import _passes
 from bnlab.probes._state import bn_mode as _bn_mode
 from bnlab.probes._state import no_trace
 from bnlab.probes.hessian import _site_input_hook
@@ -93,7 +94,8 @@ def bn_gradient_identity(
     Cost: 1 forward + 1 backward pass, in train mode.
 
     Args:
-        model: any ``nn.Module`` (BN in train mode is what the theorem is about).
+        model: any ``nn.Module`` (BN in train mode is what the theorem is about; a
+            ``torch.compile``'d one is measured through its original module).
         loss_fn: ``loss_fn(model(inputs), targets) -> scalar``.
         batch: ``(inputs, targets)``.
         site: a norm-site index or the name of a BatchNorm-like module (it must have an
@@ -110,6 +112,7 @@ def bn_gradient_identity(
         raise ValueError(
             f"bn_gradient_identity needs bn_mode='train' (batch statistics), got {bn_mode!r}"
         )
+    model = _passes.unwrap(model)
     key, module = resolve_module(model, site)
     eps = getattr(module, "eps", None)
     if not isinstance(eps, float):
@@ -128,11 +131,10 @@ def bn_gradient_identity(
     scale = gamma**2 / var_eps
     rhs = scale * (head - (1.0 + eps / var_eps) * b.pow(2) / m)
     printed = scale * (head - b.pow(2) / math.sqrt(m))
-    return {
-        "lhs": _by_channel(grad_y).double().pow(2).sum(1).cpu().numpy(),
-        "rhs": rhs.squeeze(1).cpu().numpy(),
-        "rhs_printed": printed.squeeze(1).cpu().numpy(),
-        "g_dot_yhat": b.squeeze(1).cpu().numpy(),
-        "m": m,
-        "eps": float(eps),
-    }
+    host = _passes.to_host({
+        "lhs": _by_channel(grad_y).double().pow(2).sum(1),
+        "rhs": rhs.squeeze(1),
+        "rhs_printed": printed.squeeze(1),
+        "g_dot_yhat": b.squeeze(1),
+    })  # the one transfer
+    return {**host, "m": m, "eps": float(eps)}

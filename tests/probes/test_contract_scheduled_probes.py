@@ -1,7 +1,11 @@
-"""The no-side-effect contract for every Instruments-I probe, bit for bit.
+"""The no-side-effect contract of the measurements with a scheduled Probe class, bit for bit.
 
-Models: registry ``bn`` + ``noisy_bn`` + dropout (Sequential), and a non-Sequential conv
-net with native ``BatchNorm2d(momentum=None)`` and ``BatchNorm2d(track_running_stats=False)``.
+ICS, landscape, relative loss, gradient statistics and alignment, as functions and as Probes.
+
+Models: registry ``bn`` + ``noisy_bn`` + dropout (Sequential), a non-Sequential conv
+net with native ``BatchNorm2d(momentum=None)`` and ``BatchNorm2d(track_running_stats=False)``,
+and two networks of ``_zoo`` (pre-activation and EfficientNet-style blocks). The fingerprint
+includes autograd version counters.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _i1_helpers import ConvNet, assert_same, fingerprint, mlp_bn_noisy_dropout
+from _probe_helpers import ConvNet, assert_same, fingerprint, mlp_bn_noisy_dropout
+from _zoo import EfficientNet, PreActNet
 
 from bnlab.probes.alignment import AlignmentProbe, output_gradient_alignment
-from bnlab.probes.base import ProbeContext
+from bnlab.probes.base import ProbeContext, Schedule
 from bnlab.probes.gradients import GradientStatsProbe, gradient_stats
 from bnlab.probes.ics import ICSProbe, internal_covariate_shift
 from bnlab.probes.landscape import LandscapeProbe, RelativeLossProbe, landscape, relative_loss
@@ -21,6 +26,9 @@ from bnlab.probes.landscape import LandscapeProbe, RelativeLossProbe, landscape,
 MODELS = {
     "mlp_bn_noisy_dropout": (mlp_bn_noisy_dropout, (10, 6), [1, 2], "4"),
     "conv_native_bn2d": (ConvNet, (6, 2, 4, 4), [1, "conv2"], "conv2"),
+    # traced feeding layers, an in-place residual sum, modules registered but never called
+    "preact_projection": (lambda: PreActNet(3), (6, 3, 8, 8), [2, "layer2.0.conv1"], 4),
+    "efficientnet_se": (lambda: EfficientNet(3), (6, 3, 8, 8), [7, "layers.1.conv3"], 1),
 }
 
 CALLS = {
@@ -57,6 +65,7 @@ def _setup(case: str):
     return model, (x, y), opt, layers, param
 
 
+@pytest.mark.filterwarnings("ignore:bn_mode='eval'")  # ConvNet's bn2 keeps no running stats
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("call", list(CALLS))
 @pytest.mark.parametrize("case", list(MODELS))
@@ -83,8 +92,9 @@ def test_scheduled_probes_log_and_leave_no_trace(case: str) -> None:
     logged: dict[str, object] = {}
     ctx = ProbeContext(model, F.cross_entropy, batch, opt, 0.1, 3, logged.__setitem__)
     probes = [
-        ICSProbe(layers), LandscapeProbe(), RelativeLossProbe(),
-        GradientStatsProbe(layers), AlignmentProbe(param),
+        ICSProbe(layers, schedule=3), LandscapeProbe(schedule=Schedule(start=3)),
+        RelativeLossProbe(schedule=Schedule(steps={3})), GradientStatsProbe(layers),
+        AlignmentProbe(param),
     ]
     before = fingerprint(model, opt)
     for probe in probes:

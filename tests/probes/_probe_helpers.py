@@ -95,8 +95,14 @@ def _tensor_state(t: torch.Tensor | None) -> Any:
     return None if t is None else (t.dtype, tuple(t.shape), t.detach().clone())
 
 
-def fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-    """Everything the no-side-effect contract covers, as comparable values."""
+def fingerprint(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, versions: bool = True
+) -> dict[str, Any]:
+    """Everything the no-side-effect contract covers, as comparable values.
+
+    ``versions``: also the autograd version counters of parameters, grads and buffers. A
+    probe that moves them breaks a graph the user built before calling it (issue 18).
+    """
     fp: dict[str, Any] = {
         "params": {n: _tensor_state(p) for n, p in model.named_parameters()},
         "grads": {n: _tensor_state(p.grad) for n, p in model.named_parameters()},
@@ -115,6 +121,13 @@ def fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
     }
     if optimizer is not None:
         fp["optimizer"] = optimizer.state_dict()
+    if versions:
+        fp["versions"] = {
+            **{f"param {n}": p._version for n, p in model.named_parameters()},
+            **{f"grad {n}": p.grad._version for n, p in model.named_parameters()
+               if p.grad is not None},
+            **{f"buffer {n}": b._version for n, b in model.named_buffers()},
+        }
     return fp
 
 

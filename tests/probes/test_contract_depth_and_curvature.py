@@ -1,4 +1,4 @@
-"""The no-side-effect contract for every Instruments-II measurement.
+"""The no-side-effect contract of depth, explosion, Hessian and theorem measurements.
 
 Parameters, buffers, gradients (and their absence), requires_grad, every module's training
 flag, the global RNG streams and every noise_state must be bit-identical after a call, in
@@ -44,11 +44,12 @@ def model_with_every_kind_of_state():
 
 
 def fingerprint(model):
-    """Everything the contract covers, cloned (tensor identities kept as ids)."""
-    params = {n: (id(p), p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
-    grads = {n: None if p.grad is None else (id(p.grad), p.grad.clone())
+    """Everything the contract covers, cloned (tensor identities as ids, with versions)."""
+    params = {n: (id(p), p.detach().clone(), p.requires_grad, p._version)
+              for n, p in model.named_parameters()}
+    grads = {n: None if p.grad is None else (id(p.grad), p.grad.clone(), p.grad._version)
              for n, p in model.named_parameters()}
-    buffers = {n: (id(b), b.clone()) for n, b in model.named_buffers()}
+    buffers = {n: (id(b), b.clone(), b._version) for n, b in model.named_buffers()}
     noise = {n: m.noise_state() for n, m in model.named_modules() if hasattr(m, "noise_state")}
     return {
         "params": params, "grads": grads, "buffers": buffers,
