@@ -116,7 +116,7 @@ def test_depth_recipe_ends_with_the_read_out_measured_on_the_logits(tmp_path):
 def test_divergence_probes_batches_1_4_7_on_the_paper_eta_grid():
     job = divergence.build(_smoke_cfg(divergence, norm="none", lr=1e-4), _env())
     rel = [p for p in job.probes if isinstance(p, RelativeLossProbe)]
-    assert len(rel) == 1 and rel[0].steps == {0, 3, 6} and job.steps == 7
+    assert len(rel) == 1 and rel[0].schedule.steps == {0, 3, 6} and job.steps == 7
     assert np.allclose(rel[0].etas, np.logspace(-5, -1, 5))
     assert any(isinstance(p, divergence.DivergingStepProbe) for p in job.probes)
     bn_job = divergence.build(_smoke_cfg(divergence, norm="bn", lr=0.1), _env())

@@ -44,7 +44,13 @@ from bnlab.data import Loader, RandomCropFlip
 from bnlab.experiments.bjorck2018.common import Init, Norm, centered_data, resnet
 from bnlab.experiments.harness import RunEnv, Training
 from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_recipe
-from bnlab.probes import Probe, ProbeContext, RelativeLossProbe, interpolated_step_stats
+from bnlab.probes import (
+    Probe,
+    ProbeContext,
+    RelativeLossProbe,
+    Schedule,
+    interpolated_step_stats,
+)
 from bnlab.recipes.bjorck2018 import (
     DIVERGENCE,
     INTERP_LAYERS,
@@ -108,7 +114,7 @@ class DivergingStepProbe(Probe):
     name = "interp"
 
     def __init__(self, eta: float, points: int, where: str, step: int = 0) -> None:
-        super().__init__(steps=(step,))
+        super().__init__(Schedule(steps={step}))
         self.eta, self.points, self.where = eta, points, where
 
     def on_step(self, ctx: ProbeContext) -> None:
@@ -133,7 +139,8 @@ def build(cfg: DivergenceConfig, env: RunEnv) -> Training:
     augment = RandomCropFlip(padding=4) if cfg.augment and x.dim() == 4 else None
     loader = Loader(x, y, cfg.batch_size, seed=env.seed, augment=augment)
     etas = eta_grid(*cfg.eta_range, cfg.eta_points)
-    probes: list[Probe] = [RelativeLossProbe(etas, steps=[b - 1 for b in cfg.batches])]
+    batches = Schedule(steps={b - 1 for b in cfg.batches})  # mini-batch b is step b − 1
+    probes: list[Probe] = [RelativeLossProbe(etas, schedule=batches)]
     if cfg.norm == "none" or cfg.interp_bn:
         probes.append(DivergingStepProbe(cfg.diverge_eta, cfg.interp_points, cfg.interp_where))
     optimizer = build_optimizer(SGD(lr=cfg.lr, momentum=cfg.momentum,

@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm, SymLogNorm
 
 from bnlab.claims.bjorck2018 import runs_by
 from bnlab.claims.helpers import load_curves, load_track
@@ -43,6 +43,7 @@ from bnlab.recipes.bjorck2018 import (
     NOISE_BOUND,
     NOISE_ESTIMATE,
     NOISE_SCALE,
+    NOISE_SE,
     REL_LOSS,
     RMT,
     SAMPLINGS,
@@ -164,6 +165,7 @@ def fig6(store: Store, runs: pd.DataFrame) -> DrawnFigure:
             image = ax.imshow(d, aspect="auto", cmap="coolwarm", vmin=-scale, vmax=scale,
                               interpolation="nearest")
             fig.colorbar(image, ax=ax)
+            ax.set_xticks(range(d.shape[1]))
             ax.set_title(f"{_NAMES[norm]}: mode fraction "
                          f"{_metric(store, run, MODE_FRACTION.name):.2f}")
             ax.set_xlabel("class")
@@ -189,6 +191,16 @@ def _rel_curves(store: Store, ids: dict[int, int]) -> dict[int, np.ndarray]:
     return {step: np.stack(r) for step, r in sorted(rows.items())}
 
 
+def _mark_not_finite(ax: Axes, etas: np.ndarray, logs: np.ndarray) -> None:
+    """Crosses along the top of the panel at the η where some seed's loss was not finite."""
+    bad = np.isnan(logs).any(axis=0)  # (k,)
+    if bad.any():
+        finite = logs[np.isfinite(logs)]
+        top = float(finite.max()) if finite.size else 0.0
+        ax.plot(etas[bad], np.full(bad.sum(), top), "x", color="k", label="loss not finite")
+        ax.legend(loc="upper left")
+
+
 @figure(DIVERGENCE, "bjorck_fig3")
 def fig3(store: Store, runs: pd.DataFrame) -> DrawnFigure:
     """log10 relative loss against η: BN on top, no BN below, one column per batch."""
@@ -202,7 +214,9 @@ def fig3(store: Store, runs: pd.DataFrame) -> DrawnFigure:
         for row, norm in enumerate(("bn", "none")):
             for col, step in enumerate(steps):
                 ax = axes[row * len(steps) + col]
-                band(ax, etas, curves[norm][step], label=_NAMES[norm], color=COLORS[norm])
+                logs = curves[norm][step]  # (S, k), NaN where the loss was not finite
+                band(ax, etas, logs, label=_NAMES[norm], color=COLORS[norm])
+                _mark_not_finite(ax, etas, logs)
                 ax.set_xscale("log")
                 ax.axhline(0.0, color="0.5", lw=0.8)
                 ax.set_title(f"{_NAMES[norm]}, mini-batch {step + 1}")
@@ -210,19 +224,25 @@ def fig3(store: Store, runs: pd.DataFrame) -> DrawnFigure:
             axes[row * len(steps)].set_ylabel("log10 relative loss")
     caption = ("Relative loss L(w − ηg)/L(w) along the gradient of the current mini-batch "
                "(Bjorck et al. Fig. 3), during training at LR 0.1 with BN and 1e-4 without. "
-               f"Lines: mean of log10 over {len(ids['bn'])} seeds; bands: min to max. A loss "
-               "that is no longer finite is not drawn (the curve stops).")
+               f"Lines: mean of log10 over {len(ids['bn'])} seeds; bands: min to max; crosses: "
+               "step sizes where the loss after the step was not finite for some seed.")
     return DrawnFigure("bjorck_fig3", fig, caption)
 
 
-def _heat(ax: Axes, values: np.ndarray, title: str, *, log: bool) -> None:
-    """A (points, C) heat map over % of step (rows) and channels; log or symlog colours."""
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    """sign(x)·log10(1 + |x|): readable over many decades, 0 at 0, NaN where x is not finite."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isfinite(x), np.sign(x) * np.log10(1.0 + np.abs(x)), np.nan)
+
+
+def _heat(ax: Axes, values: np.ndarray, title: str, *, diverging: bool) -> None:
+    """A (points, C) heat map over % of step (rows) and channels; non-finite cells black."""
     finite = values[np.isfinite(values)]
     top = float(np.abs(finite).max()) if finite.size else 1.0
-    norm = (LogNorm(vmin=max(top * 1e-12, 1e-12), vmax=max(top, 1e-12)) if log
-            else SymLogNorm(linthresh=max(top * 1e-6, 1e-12), vmin=-top, vmax=top))
-    image = ax.imshow(np.where(np.isfinite(values), values, np.nan), aspect="auto",
-                      origin="lower", norm=norm, cmap="viridis" if log else "coolwarm",
+    low = -top if diverging else (float(finite.min()) if finite.size else 0.0)
+    cmap = mpl.colormaps["coolwarm" if diverging else "viridis"].with_extremes(bad="black")
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", origin="lower", cmap=cmap,
+                      vmin=low, vmax=top, interpolation="nearest",
                       extent=(-0.5, values.shape[1] - 0.5, 0.0, 100.0))
     ax.figure.colorbar(image, ax=ax)
     ax.set_title(title)
@@ -239,16 +259,19 @@ def fig4(store: Store, runs: pd.DataFrame) -> DrawnFigure:
         for col, layer in enumerate(INTERP_LAYERS):
             mean = _last(store, run, INTERP_MEAN[layer].name)  # (points, C)
             var = _last(store, run, INTERP_VAR[layer].name)
-            _heat(axes[col], mean, f"layer {layer}: channel means", log=False)
-            _heat(axes[len(INTERP_LAYERS) + col], var, f"layer {layer}: channel variances",
-                  log=True)
+            _heat(axes[col], _signed_log(mean), f"layer {layer}: channel means",
+                  diverging=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_var = np.where(np.isfinite(var) & (var > 0), np.log10(var), np.nan)
+            _heat(axes[len(INTERP_LAYERS) + col], log_var,
+                  f"layer {layer}: log10 channel variances", diverging=False)
         for ax in (axes[0], axes[len(INTERP_LAYERS)]):
             ax.set_ylabel("% of step")
     caption = ("One diverging gradient update of ResNet-110 without BN (η = "
                f"{float(runs['cfg.diverge_eta'].iloc[0]):g}, first batch at initialization), "
                "interpolated from 0% to 100% of the step (Bjorck et al. Fig. 4): per-channel "
-               "means (symmetric log colour scale) and variances (log scale) of the conv "
-               f"outputs of layers 8, 44 and 80; seed {seed}.")
+               "means, as sign·log10(1 + |mean|), and log10 variances of the conv outputs of "
+               f"layers 8, 44 and 80; black: not finite (overflow); seed {seed}.")
     return DrawnFigure("bjorck_fig4", fig, caption)
 
 
@@ -310,22 +333,37 @@ def fig7(store: Store, runs: pd.DataFrame) -> DrawnFigure:
 
 @figure(NOISE_SCALE, "bjorck_noise")
 def noise(store: Store, runs: pd.DataFrame) -> DrawnFigure:
-    """Estimated SGD noise against α²C/|B|, one panel per sampling, every seed a point."""
-    ids = runs.sort_values("seed")["id"].astype(int).tolist()
+    """Estimated SGD noise over α²C/|B| against |B|, one panel per sampling."""
+    ordered = runs.sort_values("seed")
+    ids = ordered["id"].astype(int).tolist()
     est = np.stack([_last(store, r, NOISE_ESTIMATE.name) for r in ids])  # (S, 2, |B|, |α|)
+    se = np.stack([_last(store, r, NOISE_SE.name) for r in ids])
     bound = np.stack([_last(store, r, NOISE_BOUND.name) for r in ids])
+    sizes = np.array([int(b) for b in ordered["cfg.batch_sizes"].iloc[0]], dtype=float)
+    alphas = [float(a) for a in ordered["cfg.alphas"].iloc[0]]
+    n = int(ordered["cfg.examples"].iloc[0])
     with style():
         fig, axes = new_figure(2, ncols=2)
         for s, (ax, sampling) in enumerate(zip(axes, SAMPLINGS, strict=True)):
-            x, y = bound[:, s].ravel(), est[:, s].ravel()
-            ax.loglog(x, y, "o", ms=4, color=COLORS["bn"], label="estimate")
-            span = np.array([x.min(), x.max()])
-            ax.loglog(span, span, color="0.5", lw=1, label="= α²C/|B|")
+            for a, alpha in enumerate(alphas):
+                shift = 1.0 + 0.06 * (a - (len(alphas) - 1) / 2)  # side by side per α
+                for k in range(len(ids)):
+                    ax.errorbar(sizes * shift, est[k, s, :, a] / bound[k, s, :, a],
+                                yerr=se[k, s, :, a] / bound[k, s, :, a], fmt="o", ms=3,
+                                capsize=2, color=f"C{a}", label=f"α = {alpha:g}" if k == 0
+                                else None)
+            ax.axhline(1.0, color="0.5", lw=1, label="the bound α²C/|B|")
+            if s == 1:
+                grid = np.geomspace(sizes.min(), sizes.max(), 50)
+                ax.plot(grid, (n - grid) / (n - 1), color="0.3", ls="--",
+                        label="(N − |B|)/(N − 1)")
+            ax.set_xscale("log")
             ax.set_title(sampling.replace("_", " "))
-            ax.set_xlabel("α²C/|B|")
-        axes[0].set_ylabel("E‖α∇ℓ − α∇_SGD‖² (Monte Carlo)")
-        axes[0].legend(loc="upper left")
-    caption = ("The SGD noise of one update against Bjorck et al.'s bound α²C/|B| (§3), for "
-               f"every |B|, α and seed ({len(ids)} seeds). With replacement the points lie on "
-               "the line; without, at or below it.")
+            ax.set_xlabel("batch size |B|")
+            ax.legend(loc="lower left")
+        axes[0].set_ylabel("E‖α∇ℓ − α∇_SGD‖² / (α²C/|B|)")
+    caption = ("The SGD noise of one update over Bjorck et al.'s bound α²C/|B| (§3): Monte "
+               f"Carlo estimates ± 1 standard error for every |B|, α and seed ({len(ids)} "
+               "seeds). With replacement the ratio is 1; without replacement it is the "
+               f"finite-population factor (N − |B|)/(N − 1), N = {n}.")
     return DrawnFigure("bjorck_noise", fig, caption)
