@@ -114,7 +114,7 @@ LR = register_card(Card(
     dataset="cifar10",
     data_paper=("CIFAR-10, per-pixel mean subtracted, 4-px pad + random crop + flip; paper "
                 f"scale: {_RESNET110}, the whole 50k/10k split. Quick scale: ResNet-20 at "
-                "half width on a class-balanced 2,000-image training subset, 20 epochs, "
+                "half width on a class-balanced 2,000-image training subset, 12 epochs, "
                 "accuracy on fixed 1,000-image train and test subsets"),
     data_mnist1d=("a ResNet-20 with 1-D convolutions at half width on MNIST-1D (quick: a "
                   "class-balanced 2,000-signal training subset, the whole 1,000-signal test "
