@@ -80,8 +80,8 @@ class DivergenceConfig(RecipeConfig):
     eta_points: PosInt = 17  # NOT STATED; PAPERS.md §8 claim 17
     diverge_eta: PosFloat = 0.01  # Fig. 4's step length NOT STATED; PAPERS.md §8 claim 20
     interp_points: PosInt = 21  # NOT STATED; PAPERS.md §8 claim 20
-    interp_where: Literal["pre_norm", "block_output"] = "pre_norm"  # Fig. 4: signed means,
-    # i.e. the conv outputs [INFERRED]
+    # Fig. 4's means take both signs, so it shows conv outputs, before any ReLU [INFERRED]:
+    interp_where: Literal["pre_norm", "block_output"] = "pre_norm"
     interp_bn: bool = False  # Fig. 4 shows the network without BN only
     init: Init = "kaiming"  # BN network: He init as in He et al. [17] [INFERRED]
     init_none: Init = "glorot"  # no-BN network: NOT STATED (see common.py)

@@ -31,10 +31,10 @@ Scales (6 conditions × 3 seeds):
 * ``smoke``: ResNet-20 at quarter width, 50 images, 3 steps: seconds.
 * ``quick``: ResNet-20 at half width (8/16/32 channels; He et al. do not warm ResNet-20
   up) on a class-balanced 2,000-image subset, 12 epochs of 15 steps (≈ 0.25 s of one core
-  a step), accuracy on fixed 1,000-image train and test subsets every 2 epochs. Far below the scale where anything
-  fits its training set, so claim c16 is ``inconclusive`` there by design. Being
-  measured on CIFAR-10 with ``--executor process --workers 2``; MNIST-1D has no
-  augmentation.
+  a step), accuracy on fixed 1,000-image train and test subsets every 2 epochs. Far below
+  the scale where anything fits its training set, so claim c16 is ``inconclusive`` there
+  by design. Being measured on CIFAR-10 with ``--executor process --workers 2``; MNIST-1D
+  has no augmentation.
 * ``paper``: ResNet-110 on all 50k/10k images, as above.
 """
 

@@ -120,7 +120,8 @@ def fig1(store: Store, runs: pd.DataFrame) -> DrawnFigure:
             ax.set_title(f"{title} accuracy")
             ax.set_xlabel("% of training")
         axes[0].set_ylabel("accuracy")
-        axes[1].legend(loc="lower right")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper")
     seeds = set(runs["seed"].astype(int))
     caption = (f"Train (fixed subset, eval mode) and test accuracy against % of training "
                f"(Bjorck et al. Fig. 1). Lines: mean over {len(seeds)} seeds; bands: min to "
@@ -259,12 +260,12 @@ def fig4(store: Store, runs: pd.DataFrame) -> DrawnFigure:
         for col, layer in enumerate(INTERP_LAYERS):
             mean = _last(store, run, INTERP_MEAN[layer].name)  # (points, C)
             var = _last(store, run, INTERP_VAR[layer].name)
-            _heat(axes[col], _signed_log(mean), f"layer {layer}: channel means",
+            _heat(axes[col], _signed_log(mean), f"layer {layer}: mean, sign·log10(1+|m|)",
                   diverging=True)
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_var = np.where(np.isfinite(var) & (var > 0), np.log10(var), np.nan)
             _heat(axes[len(INTERP_LAYERS) + col], log_var,
-                  f"layer {layer}: log10 channel variances", diverging=False)
+                  f"layer {layer}: log10 variance", diverging=False)
         for ax in (axes[0], axes[len(INTERP_LAYERS)]):
             ax.set_ylabel("% of step")
     caption = ("One diverging gradient update of ResNet-110 without BN (η = "
