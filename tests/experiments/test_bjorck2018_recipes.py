@@ -180,6 +180,14 @@ def test_lr_schedule_drops_tenfold_at_half_of_training():
     assert lr._schedule(lr.QUICK, 300) == Step(every=150, gamma=0.1)
 
 
+def test_lr_quick_preset_builds_on_mnist1d_whose_test_classes_are_unbalanced():
+    recipe = get_recipe(lr.RECIPE.name)
+    cfg = recipe.config_of(vars(lr.PRESETS["quick"].config))
+    job = recipe.build(cfg, _env())  # MNIST-1D's test split has 89 signals of class 2
+    assert job.loader.x.shape[0] == 10 * cfg.per_class == 2000
+    assert job.steps == cfg.epochs * (2000 // cfg.batch_size)  # 12 epochs of 15 steps
+
+
 def test_lr_train_accuracy_reads_the_training_subset(tmp_path):
     recipe = get_recipe(lr.RECIPE.name)
     cfg = _smoke_cfg(lr)

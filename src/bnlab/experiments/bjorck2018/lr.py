@@ -116,14 +116,19 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 5
 
 
 def _subsets(cfg: LrConfig, env: RunEnv) -> tuple[torch.Tensor, ...]:
-    """Training set (all or ``per_class``), its eval subset, and the test (sub)set."""
+    """Training set (all or ``per_class``), its eval subset, and the test (sub)set.
+
+    The subsets are random (seeded per seed, the same for every condition of a seed); CIFAR-10
+    in ``BNLAB_DATA`` is sorted by class, so never a prefix.
+    """
     x, y, xt, yt = centered_data(env, test=True)
     if cfg.per_class:
         x, y = balanced_subset(x, y, cfg.per_class, seed=env.seed)
     pick = env.generator(2)
     train_idx = torch.randperm(len(y), generator=pick)[: cfg.train_eval].to(y.device)
-    if cfg.test_eval:
-        xt, yt = balanced_subset(xt, yt, cfg.test_eval // 10, seed=env.seed)
+    if cfg.test_eval:  # a random subset (MNIST-1D's test classes are not balanced)
+        test_idx = torch.randperm(len(yt), generator=pick)[: cfg.test_eval].to(yt.device)
+        xt, yt = xt[test_idx], yt[test_idx]
     return x, y, x[train_idx], y[train_idx], xt, yt
 
 
