@@ -20,9 +20,10 @@ Command: ``bnlab run bjorck2018.depth --scale quick --data paper``.
 Scales (2 networks × 3 seeds = 6 runs of one forward pass each, full ResNet-110):
 
 * ``smoke``: 16 images, 1 seed: seconds.
-* ``quick`` = ``paper``: measured 1 min 48 s on CIFAR-10 with ``--executor process
-  --workers 2`` on 2 cores shared with other jobs (load average 6 to 9); MNIST-1D: see
-  the README.
+* ``quick`` = ``paper``: measured on a 2-core machine shared with other jobs: 1 min 48 s
+  wall on CIFAR-10 with ``--executor process --workers 2`` at a load average of 6–9 (two
+  forward passes of ≈ 1.2 s of one core per run: well under a minute on 2 quiet cores);
+  MNIST-1D: 11.5 s of CPU in all (37 s wall at a load average of 17).
 """
 
 from __future__ import annotations

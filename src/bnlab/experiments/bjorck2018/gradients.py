@@ -25,9 +25,11 @@ Scales (2 networks × 3 seeds = 6 runs, forward/backward passes only, so every s
 the full ResNet-110 on 128 images):
 
 * ``smoke``: 16 images, 1 seed: seconds.
-* ``quick`` = ``paper``: measured 2 min 43 s on CIFAR-10 with ``--executor process
-  --workers 2`` on 2 cores shared with other jobs (load average 9 to 11); MNIST-1D: see
-  the README.
+* ``quick`` = ``paper``: measured on a 2-core machine shared with other jobs, so wall
+  times are inflated: 2 min 43 s on CIFAR-10 with ``--executor process --workers 2`` at
+  a load average of 9–11 (one ResNet-110 forward+backward on 128 images costs ≈ 3 s of
+  one core, so ≈ 1 minute on 2 quiet cores); MNIST-1D: 13 s of CPU in all (45 s wall at a
+  load average of 17).
 """
 
 from __future__ import annotations

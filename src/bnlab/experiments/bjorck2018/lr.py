@@ -33,8 +33,9 @@ Scales (6 conditions × 3 seeds):
   up) on a class-balanced 2,000-image subset, 12 epochs of 15 steps (≈ 0.25 s of one core
   a step), accuracy on fixed 1,000-image train and test subsets every 2 epochs. Far below
   the scale where anything fits its training set, so claim c16 is ``inconclusive`` there
-  by design. Being measured on CIFAR-10 with ``--executor process --workers 2``; MNIST-1D
-  has no augmentation.
+  by design. Measured on a 2-core machine shared with other jobs (load average ≈ 20):
+  54 min wall on CIFAR-10 with ``--executor process --workers 2``, but 923 s of CPU, i.e.
+  ≈ 8 minutes on 2 quiet cores. MNIST-1D (no augmentation): 75 s of CPU in all.
 * ``paper``: ResNet-110 on all 50k/10k images, as above.
 """
 

@@ -18,8 +18,8 @@ Command: ``bnlab run bjorck2018.rmt --scale quick``.
 Scales (3 seeds; one run per seed holds every M):
 
 * ``smoke``: N = 64: well under a second.
-* ``quick`` = ``paper``: N = 1,000: measured 21 s for the 3 runs (with the start of
-  ``bnlab``) on 2 cores shared with other jobs (load average ≈ 5).
+* ``quick`` = ``paper``: N = 1,000: 21 s wall for the 3 runs (the start of ``bnlab``
+  included) on 2 cores shared with other jobs (load average ≈ 5); 11.5 s of CPU.
 """
 
 from __future__ import annotations
