@@ -133,3 +133,9 @@ def test_report_without_results_is_a_clear_error(tmp_path, capsys):
     assert code == 2
     assert "no results" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+def test_bench_prints_a_ratio_table(capsys):
+    assert main(["bench", "layers", "--device", "cpu", "--quick", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "BatchNorm2d" in out and "threads" in out and "ghost_bn" in out

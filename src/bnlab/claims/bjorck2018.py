@@ -2,9 +2,12 @@
 
 The paper's full text was not available to the specification: its figures were read from
 screenshots, so every number below marked "read off" is approximate, and the thresholds
-come from PAPERS.md §8 unless a claim says it is this project's own reading. Claims with
-several parts take as their value the fraction of parts that hold, and the rule asks for
-all of them (value ≥ 1); each part is a :class:`~bnlab.claims.Detail` with its numbers.
+come from PAPERS.md §8 unless a claim says it is this project's own reading. All eight
+bear on the explanation that BN works by enabling large learning rates
+(``explanation="large_lr"``): c16 and c23 on the learning rate and its noise, c17–c22 on
+why an unnormalized network cannot take large steps. Claims with several parts take as
+their value the fraction of parts that hold, and the rule asks for all of them (value
+≥ 1); each part is a :class:`~bnlab.claims.Detail` with its numbers.
 
 **c16** (``bjorck2018.lr``, Fig. 1): at LR 1e-4 BN and no-BN reach test accuracies within
 2 points, and BN at LR 0.1 beats BN at 1e-4 by ≥ 5 points (final evaluation). Fig. 1
@@ -546,6 +549,7 @@ C16 = register_claim(Claim(
                "(final test accuracies within 2 points), and BN at LR 0.1 beats BN at 1e-4 "
                "by at least 5 points; compared only between runs that fit their training "
                "data (≥ 99% training accuracy)."),
+    explanation="large_lr",
     measure=measure_c16,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 16 (|Δ| ≤ 2 points; ≥ 5 points); the ≥ 99% "
               "training-accuracy gate: issue 13, after Fig. 1's ≈ 100%", _ALL_PARTS),
@@ -558,6 +562,7 @@ C17 = register_claim(Claim(
     statement=("On mini-batches 1, 4 and 7 the relative loss L(w − ηg)/L(w) of ResNet-110 "
                "without BN exceeds 10³ at some η ≤ 1e-2, while with BN it stays below "
                "10^0.5 for every η ≤ 0.1."),
+    explanation="large_lr",
     measure=measure_c17,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 17; 10³ is the divergence criterion of the S3d "
               "summary; 10^0.5 from Fig. 3's BN range (≤ 10^0.48, read off)", _ALL_PARTS),
@@ -569,6 +574,7 @@ C18 = register_claim(Claim(
     statement=("At initialization the gradient of layer 55's kernel is at least 20× wider "
                "without BN and heavy-tailed (excess kurtosis > 3), while with BN it is "
                "Gaussian-like (|excess kurtosis| ≤ 1)."),
+    explanation="large_lr",
     measure=measure_c18,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 18 (ratio ≥ 20, kurtosis > 3); |κ_BN| ≤ 1 is "
               "this project's reading of '≈ 0'", _ALL_PARTS),
@@ -580,6 +586,7 @@ C19 = register_claim(Claim(
     statement=("At initialization, without BN the channel stds grow exponentially with "
                "depth (log10 std against layer: slope > 0, R² > 0.8); with BN they stay O(1) "
                "(|slope| ≤ 2.2 decades over 104 layers)."),
+    explanation="large_lr",
     measure=measure_c19,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 19 (slope > 0, R² > 0.8); the BN tolerance is "
               "Fig. 5's BN range, ≈ −1.2…+1 over layers 6–110 (PAPERS.md §3.8)", _ALL_PARTS),
@@ -590,6 +597,7 @@ C20 = register_claim(Claim(
     id="c20", paper=PAPER, figure="Fig. 4", kind="evidence", recipe=DIVERGENCE.name,
     statement=("At the end of one diverging update (η = 0.01) of ResNet-110 without BN, the "
                "largest channel variance of layer 80 exceeds layer 8's by at least 10⁶."),
+    explanation="large_lr",
     measure=measure_c20,
     rule=Rule(">=", VAR_DECADES, "PAPERS.md §8 claim 20", "log10(max var layer 80 / max var "
               "layer 8) at s = 1 ≥ 6"),
@@ -601,6 +609,7 @@ C21 = register_claim(Claim(
     statement=("At initialization without BN the network predicts one class for ≥ 90% of a "
                "batch and the output gradients are aligned across images (mean A ≥ 0.9); "
                "with BN both are well below (≤ 0.5)."),
+    explanation="large_lr",
     measure=measure_c21,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 21 (mode fraction ≥ 0.9, A ≈ 1 read as ≥ 0.9); "
               "'well below' read as ≤ 0.5 by this project", _ALL_PARTS),
@@ -613,6 +622,7 @@ C22 = register_claim(Claim(
                "of singular values below 0.1 and the condition number grow with the number of "
                "factors M, and the largest singular value sits at the known edge "
                "(M+1)^((M+1)/2)/M^(M/2) within 5%."),
+    explanation="large_lr",
     measure=measure_c22,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 22 ('within a few %' read as 5%)", _ALL_PARTS),
     paper_value="support up to ≈ 2, ≈ 3.1, ≈ 4 for M = 1, 3, 5 (Fig. 7, read off)",
@@ -622,6 +632,7 @@ C23 = register_claim(Claim(
     id="c23", paper=PAPER, figure="§3 (bound)", kind="identity", recipe=NOISE_SCALE.name,
     statement=("The SGD noise E‖α∇ℓ − α∇_SGD‖² equals α²C/|B| when mini-batches are drawn "
                "with replacement and is at most that without replacement."),
+    explanation="large_lr",
     measure=measure_c23,
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 23; the tolerance is 3 Monte Carlo standard "
               "errors of each estimate", _ALL_PARTS),

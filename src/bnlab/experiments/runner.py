@@ -1,4 +1,8 @@
-"""Plan and run recipes: scale preset + overrides → run grid → sweep."""
+"""Plan and run recipes: scale preset + overrides → run grid → sweep.
+
+A recipe is named exactly (``ioffe2015.mnist``) or by its paper prefix (``ioffe2015``
+selects every ``ioffe2015.*`` recipe): :func:`select_recipes`.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from typing import Any
 
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
-from bnlab.experiments.recipe import RECIPES, Plan, get_recipe, list_recipes
-from bnlab.registry import normalize_name
+from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
+from bnlab.registry import UnknownNameError, normalize_name
 from bnlab.sweep import SweepSummary, execute
 
-__all__ = ["describe_recipes", "parse_seeds", "plan", "resolve_recipes", "run_recipes"]
+__all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes", "select_recipes"]
 
 # An upper bound on seeds and on how many a run may ask for: a seed is a 64-bit value
 # (numpy, torch) and a list of them is held in memory.
@@ -50,29 +54,28 @@ def parse_seeds(seeds: str | int | Sequence[int] | None, default: int) -> list[i
     return parts
 
 
-def resolve_recipes(names: Sequence[str] | None) -> list[str]:
-    """The recipe names that ``names`` select, in order, each once.
+def select_recipes(names: Sequence[str]) -> list[str]:
+    """The recipes ``names`` select, in order, each once.
 
-    A name is a recipe's exact name, or a paper prefix such as ``bjorck2018`` that selects
-    every recipe called ``bjorck2018.<experiment>`` (sorted). ``None`` or an empty list
-    selects every registered recipe.
+    A name that is a registered recipe selects it; otherwise it is a prefix and selects
+    every recipe called ``<name>.<something>`` (``ioffe2015`` → ``ioffe2015.mnist``, …).
 
     Raises:
-        UnknownNameError: for a name that is neither a recipe nor a paper prefix (the
-            registry's one-line message listing the valid recipes).
+        UnknownNameError: a name that is neither a recipe nor a prefix of one; the message
+            lists the recipes and the prefixes.
     """
-    if not names:
-        return list_recipes()
+    registered = list_recipes()
     chosen: dict[str, None] = {}
     for name in names:
-        if name in RECIPES:
-            chosen[normalize_name(name)] = None
-            continue
-        prefix = normalize_name(name).rstrip(".") + "."
-        group = [r for r in list_recipes() if r.startswith(prefix)]
-        if not group:
-            get_recipe(name)  # raises the registry's error listing the valid names
-        chosen.update(dict.fromkeys(group))
+        key = normalize_name(name)
+        matches = [key] if key in registered else [r for r in registered
+                                                    if r.startswith(key + ".")]
+        if not matches:
+            prefixes = sorted({r.split(".", 1)[0] for r in registered})
+            raise UnknownNameError(f"unknown recipe {name!r}; valid recipes: "
+                                   f"{', '.join(registered)}; or a paper prefix: "
+                                   f"{', '.join(prefixes)}")
+        chosen.update(dict.fromkeys(matches))
     return list(chosen)
 
 
@@ -111,11 +114,11 @@ def run_recipes(
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
-    A name may be a paper prefix (``bjorck2018`` runs every ``bjorck2018.*`` recipe; see
-    :func:`resolve_recipes`). Every recipe is planned (and its overrides validated) before
-    the first run starts, so a typo fails fast. Finished runs already in ``out`` are
-    skipped; unfinished ones resume. With several recipes, every ``--set`` key must be a
-    field of each of them.
+    A name may be a paper prefix (``ioffe2015``): see :func:`select_recipes`.
+
+    Every recipe is planned (and its overrides validated) before the first run starts, so a
+    typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
+    With several recipes, every ``--set`` key must be a field of each of them.
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -127,7 +130,7 @@ def run_recipes(
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved)
-        for n in resolve_recipes(names)
+        for n in (select_recipes(names) if names else list_recipes())
     ]
     summaries = []
     for p in plans:

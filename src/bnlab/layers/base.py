@@ -1,7 +1,11 @@
 """The shared base of every bnlab norm: the ``torch.nn.BatchNorm`` contract, once.
 
-Subclasses override :meth:`NormBase.forward` (and class attributes) only; signature,
-parameters, buffers, resets, input checks, the momentum rule and ``extra_repr`` live here.
+:class:`NormBase` owns the one ``forward``: it checks the input, counts the batch, picks the
+running-average factor and the buffers, and calls the subclass hook
+:meth:`NormBase._normalize` with them. Subclasses override that hook (and class attributes,
+``extra_repr`` for their own options) only; signature, parameters, buffers, resets, input
+checks, the momentum rule and ``extra_repr`` live here (the shape of PyTorch's
+``_NormBase``/``_BatchNorm``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ class NormBase(nn.Module):
 
     Subclasses with ``uses_batch_stats = False`` (``ln``, ``gn``) accept but ignore
     ``momentum`` and ``track_running_stats`` and have no running buffers.
+
+    A subclass implements one hook, :meth:`_normalize`, which receives what
+    :meth:`forward` decided: the running buffers to update or use, whether to normalize with
+    batch statistics, and the running-average factor of this step. Its arguments are those of
+    the functions in :mod:`bnlab.layers.functional`, so a hook is usually one call.
 
     Running statistics follow PyTorch's momentum convention, with ``m = momentum``:
 
@@ -140,6 +149,42 @@ class NormBase(nn.Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
         )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` of shape (N, C, *); returns the same shape.
+
+        Checks the input, counts the batch (training with running statistics), then calls
+        :meth:`_normalize` with the buffers and factor of this step.
+        """
+        self._check_input(x)
+        factor = self._update_factor()
+        running_mean, running_var = self._running()
+        return self._normalize(x, running_mean, running_var, self._batch_stats_mode(), factor)
+
+    def _normalize(
+        self,
+        x: Tensor,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        batch_stats: bool,
+        momentum: float,
+    ) -> Tensor:
+        """The subclass hook: normalize a checked input ``x`` (N, C, *).
+
+        Args:
+            x: the input, already checked (rank, channels, values per channel).
+            running_mean: the buffer to update (training) or to use (eval), or ``None``
+                (no running statistics are kept, or they are not used in this mode).
+            running_var: likewise.
+            batch_stats: normalize with the statistics of this batch (``True``: training,
+                or ``track_running_stats=False``) or with the running buffers.
+            momentum: the running-average factor of this step (0 when nothing is updated;
+                ``1/t`` for ``momentum=None``), PyTorch's convention.
+
+        Returns:
+            The normalized tensor, shape of ``x``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement _normalize")
 
     # -- helpers for subclasses ----------------------------------------------------------
 

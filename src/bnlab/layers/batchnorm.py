@@ -40,15 +40,13 @@ class BatchNorm(NormBase):
         torch.Size([4, 8, 5, 5])
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
         return F.batch_norm(
-            x, running_mean, running_var, self.weight, self.bias,
-            self._batch_stats_mode(), factor, self.eps,
-        )  # fmt: skip
+            x, running_mean, running_var, self.weight, self.bias, batch_stats, momentum, self.eps
+        )
 
 
 @register_norm("bn_reference")
@@ -60,14 +58,13 @@ class BatchNormReference(NormBase):
     (see :func:`bnlab.layers.functional.batch_norm_reference`). Slower than ``bn``.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
         return bnf.batch_norm_reference(
             x, running_mean, running_var, self.weight, self.bias,
-            self._batch_stats_mode(), factor, self.eps,
+            batch_stats, momentum, self.eps,
         )  # fmt: skip
 
 
@@ -94,14 +91,13 @@ class GhostBatchNorm(NormBase):
         super().__init__(num_features, **kwargs)
         self.virtual_batch_size = virtual_batch_size
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
         return bnf.ghost_batch_norm(
             x, running_mean, running_var, self.weight, self.bias,
-            self._batch_stats_mode(), factor, self.eps, self.virtual_batch_size,
+            batch_stats, momentum, self.eps, self.virtual_batch_size,
         )  # fmt: skip
 
     def extra_repr(self) -> str:
@@ -134,14 +130,13 @@ class BatchRenorm(NormBase):
         self.r_max = r_max
         self.d_max = d_max
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
         return bnf.batch_renorm(
             x, running_mean, running_var, self.weight, self.bias,
-            self._batch_stats_mode(), factor, self.eps, self.r_max, self.d_max,
+            batch_stats, momentum, self.eps, self.r_max, self.d_max,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bnlab.layers import _grouped
+
 __all__ = [
     "batch_norm_reference",
     "batch_renorm",
@@ -53,14 +55,18 @@ class _BatchNormReferenceFn(torch.autograd.Function):
         mu = x.mean(dims, keepdim=True)  # (1, C, 1, ...)
         var = ((x - mu) ** 2).mean(dims, keepdim=True)  # biased, as in Algorithm 1
         x_hat = (x - mu) / torch.sqrt(var + eps)
-        ctx.save_for_backward(x, weight, mu, var)
+        ctx.save_for_backward(x, weight)
         ctx.eps = eps
         return _per_channel(weight, x) * x_hat + _per_channel(bias, x)
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, mu, var = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         dims = reduce_dims(x)
+        # μ and σ² again, from x: the backward is then a differentiable function of x, so a
+        # double backward (Hessian probes, create_graph=True) is exact
+        mu = x.mean(dims, keepdim=True)
+        var = ((x - mu) ** 2).mean(dims, keepdim=True)
         m = x.numel() // x.shape[1]  # the effective batch m' = m·p·q (§3.2)
         inv_std = 1.0 / torch.sqrt(var + ctx.eps)
         x_hat = (x - mu) * inv_std
@@ -123,6 +129,36 @@ def batch_norm_reference(
     return _BatchNormReferenceFn.apply(x, weight, bias, eps)
 
 
+def _grads_by_recomputation(
+    forward: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, grad_out: Tensor,
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # fmt: skip
+    """dL/d(x, γ, β) by autograd through a differentiable re-run of the forward.
+
+    The fast backward passes of :class:`_LpNormFn` and :class:`_GhostBatchNormFn` use
+    statistics saved without a graph and write into preallocated memory, so they cannot be
+    differentiated again. Under ``create_graph=True`` (grad mode on inside the backward:
+    Hessian-vector products) the gradients come from this re-run instead, whose graph
+    reaches x, γ, β: the double backward is exact.
+    """
+    inputs = [t for t, need in zip((x, weight, bias), needs, strict=True)
+              if need and t is not None and t.requires_grad]  # fmt: skip
+    y = forward(x, weight, bias)
+    grads = torch.autograd.grad(y, inputs, grad_out, create_graph=True) if inputs else ()
+    found = iter(grads)
+    return tuple(  # type: ignore[return-value]
+        next(found) if need and t is not None and t.requires_grad else None
+        for t, need in zip((x, weight, bias), needs, strict=True)
+    )
+
+
+def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """γ y + β per channel (either may be ``None``)."""
+    if weight is not None:
+        y = y * _per_channel(weight, y)
+    return y if bias is None else y + _per_channel(bias, y)
+
+
 # -- lp normalization: Santurkar et al. 2018 §3.3 ------------------------------------------
 
 
@@ -181,35 +217,59 @@ class _LpNormFn(torch.autograd.Function):
         eps: float,
     ) -> Tensor:
         sq = scale * scale
-        ctx.save_for_backward(x, weight, mean, scale, argmax)
+        ctx.save_for_backward(x, weight, bias, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
         # An eval-mode batch_norm is one fused pass of the per-channel affine map.
         return F.batch_norm(x, mean, sq, weight, bias, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, mean, scale, argmax = ctx.saved_tensors
+        x, weight, bias, mean, scale, argmax = ctx.saved_tensors
         p, centered, eps = ctx.p, ctx.centered, ctx.eps
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            grads = _grads_by_recomputation(
+                lambda x_, w_, b_: _affine(_lp_normalized(x_, p, centered, eps), w_, b_),
+                x, weight, bias, grad_out, ctx.needs_input_grad[:3],
+            )  # fmt: skip
+            return (*grads, None, None, None, None, None, None)
+        x = _grouped.standard_layout(x)  # so the grouped views of dL/dx below are views
         m = x.numel() // x.shape[1]
-        # One fused pass for Σ g·y and Σ g per channel (g = dL/d out, y the normalized x).
-        _, sum_gy, sum_g = torch.ops.aten.native_batch_norm_backward(
-            grad_out, x, weight, mean, scale * scale, None, None, False, eps, [False, True, True]
-        )
+        d = torch.sqrt(scale * scale + eps)  # (C,)
+        # Σg and Σg·y per channel (y = (x − μ)/d), on public ops: the product g·x is written
+        # into the memory that becomes dL/dx below (no extra full-size tensor).
+        grad_x = torch.empty_like(x)
+        gv, xv = _grouped.grouped(grad_out, 1), _grouped.grouped(x, 1)  # (1, N, C, R)
+        sum_g = gv.sum((1, 3))[0]  # (C,)
+        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3))[0]
+        sum_gy = (sum_gx - mean * sum_g) / d
         gamma = weight if weight is not None else torch.ones_like(scale)
-        d = torch.sqrt(scale * scale + eps)
         a = gamma / d  # dL/dx through (x − μ) alone
         k = -gamma * sum_gy * scale / (d * d)  # dL/ds
         const = -a * sum_g / m  # through μ
         if argmax is not None:  # p = ∞
-            grad_x = _linf_grad_x(x, grad_out, a, const, k, mean, argmax, centered, m)
+            _linf_grad_x(grad_x, x, grad_out, a, const, k, mean, argmax, centered, m)
         else:
-            grad_x = _lp_grad_x(x, grad_out, a, const, k, mean, scale, p, centered, m)
+            _lp_grad_x(grad_x, x, grad_out, a, const, k, mean, scale, p, centered, m)
         grad_w = sum_gy if ctx.needs_input_grad[1] else None
         grad_b = sum_g if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
+def _lp_normalized(x: Tensor, p: float, centered: bool, eps: float) -> Tensor:
+    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd)."""
+    dims = reduce_dims(x)
+    mean = x.mean(dims, keepdim=True)
+    z = x - mean if centered else x
+    if math.isinf(p):
+        s = z.abs().amax(dims, keepdim=True)
+    else:
+        m = x.numel() // x.shape[1]
+        s = torch.linalg.vector_norm(z, p, dims, keepdim=True) / m ** (1.0 / p)
+    return (x - mean) / torch.sqrt(s * s + eps)
+
+
 def _linf_grad_x(
+    out: Tensor,
     x: Tensor,
     grad_out: Tensor,
     a: Tensor,
@@ -219,20 +279,21 @@ def _linf_grad_x(
     argmax: Tensor,
     centered: bool,
     m: int,
-) -> Tensor:
-    """dL/dx for p = ∞: ds/dz is sign(z) at the argmax of |z|, zero elsewhere."""
+) -> None:
+    """dL/dx for p = ∞ into ``out``: ds/dz is sign(z) at the argmax of |z|, zero elsewhere."""
     ch = torch.arange(x.shape[1], device=x.device)
-    index = (argmax[0], ch, argmax[1])
-    z_at = x.reshape(x.shape[0], x.shape[1], -1)[index]  # (C,)
+    # (n, c, *spatial) index of each channel's argmax: valid for any memory layout
+    index = (argmax[0], ch, *torch.unravel_index(argmax[1], x.shape[2:]))
+    z_at = x[index]  # (C,)
     sign = (z_at - mean if centered else z_at).sign()
     if centered:  # minus the mean of the one-hot term over the channel
         const = const - k * sign / m
-    grad = torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x)).contiguous()
-    grad.view(x.shape[0], x.shape[1], -1)[index] += k * sign
-    return grad
+    torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x), out=out)
+    out.index_put_(index, k * sign, accumulate=True)
 
 
 def _lp_grad_x(
+    out: Tensor,
     x: Tensor,
     grad_out: Tensor,
     a: Tensor,
@@ -243,22 +304,23 @@ def _lp_grad_x(
     p: float,
     centered: bool,
     m: int,
-) -> Tensor:
-    """dL/dx = a·g + const + k·ds/dz (minus its mean when z = x − μ is centred)."""
+) -> None:
+    """dL/dx = a·g + const + k·ds/dz (minus its mean when z = x − μ is centred), into ``out``."""
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     if p == 2:
         # ds/dz = z / (m s): linear in x, so the centred case only shifts the constant.
         kk = k / (m * safe)
         shift = const - kk * mean if centered else const
-        grad = torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x))
-        return grad.addcmul_(x, _per_channel(kk, x))
+        torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x), out=out)
+        out.addcmul_(x, _per_channel(kk, x))
+        return
     z = x - _per_channel(mean, x) if centered else x
     # ds/dz = sign(z)|z|^(p−1) s^(1−p) / m  (p = 1: sign(z) / m)
     phi = z.sign() if p == 1 else z.sign() * z.abs().pow(p - 1)
     kk = k * safe.pow(1 - p) / m
     shift = const - kk * phi.mean(reduce_dims(x)) if centered else const
-    grad = torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x))
-    return grad.addcmul_(phi, _per_channel(kk, x))
+    torch.addcmul(_per_channel(shift, x), grad_out, _per_channel(a, x), out=out)
+    out.addcmul_(phi, _per_channel(kk, x))
 
 
 def lp_norm(
@@ -363,17 +425,20 @@ def ghost_batch_norm(
     return _GhostBatchNormFn.apply(x, weight, bias, virtual_batch_size, eps, running, momentum)
 
 
-def _update_from_chunks(running: tuple[Tensor, Tensor], scratch: Tensor, sizes: list[int],
-                        momentum: float) -> None:  # fmt: skip
-    """Move the running buffers towards the size-weighted chunk means / unbiased variances."""
-    w = torch.tensor(sizes, dtype=scratch.dtype, device=scratch.device) / sum(sizes)
-    batch = (w.view(1, -1, 1) * scratch).sum(1)  # (2, chunks, C) -> (2, C)
-    _update_running(running[0], batch[0], momentum)
-    _update_running(running[1], batch[1], momentum)
+def _segments(n: int, size: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, groups)`` runs of equal virtual batches covering ``n`` samples.
+
+    The full virtual batches form one run; a remainder (``n % size``) is a second run of one
+    smaller batch; a batch no larger than ``size`` is one run of one batch.
+    """
+    if n <= size:
+        return [(0, n, 1)]
+    full = n // size * size
+    return [(0, full, n // size)] + ([(full, n, 1)] if full < n else [])
 
 
 class _GhostBatchNormFn(torch.autograd.Function):
-    """Native BN kernels per chunk, writing into one output (no concatenation pass)."""
+    """BN per virtual batch, every batch of a run in the same kernels (no Python loop)."""
 
     @staticmethod
     def forward(
@@ -386,42 +451,91 @@ class _GhostBatchNormFn(torch.autograd.Function):
         running: tuple[Tensor, Tensor] | None,
         momentum: float,
     ) -> Tensor:
-        n_chunks, c = -(-x.shape[0] // size), x.shape[1]
+        original, x = x, _grouped.standard_layout(x)
         out = torch.empty_like(x)
-        save = x.new_empty(2, n_chunks, c)  # per chunk: mean and 1/sqrt(var + eps)
-        # with momentum 1 the kernel writes each chunk's mean and unbiased variance into
-        # these scratch rows during its own pass, for the running statistics
-        scratch = x.new_zeros(2, n_chunks, c) if running is not None else None
-        for i, (xs, ys) in enumerate(zip(x.split(size), out.split(size), strict=True)):
-            rm, rv = (scratch[0, i], scratch[1, i]) if scratch is not None else (None, None)
-            torch.ops.aten.native_batch_norm.out(
-                xs, weight, bias, rm, rv, True, 1.0, eps,
-                out=ys, save_mean=save[0, i], save_invstd=save[1, i],
+        saved, batch_stats = [], []
+        for start, stop, groups in _segments(x.shape[0], size):
+            xv = _grouped.grouped(x[start:stop], groups)  # (G, k, C, R)
+            mean, var = _grouped.moments(xv)  # (G, C) each
+            invstd = (var + eps).rsqrt_()
+            scale = invstd if weight is None else invstd * weight  # (G, C)
+            # y = x·γσ⁻¹ + (β − μγσ⁻¹): one pass, written into the output (BN's own fold)
+            shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1)
+            torch.addcmul(
+                _grouped.per_group_channel(shift), xv, _grouped.per_group_channel(scale),
+                out=_grouped.grouped(out[start:stop], groups),
             )  # fmt: skip
+            saved += [mean, invstd]
+            if running is not None:  # unbiased, as BN's running variance
+                m = xv.shape[1] * xv.shape[3]
+                batch_stats.append((stop - start, mean, var.mul_(m / max(m - 1, 1))))
         if running is not None:
-            _update_from_chunks(running, scratch, [len(xs) for xs in x.split(size)], momentum)
-        ctx.save_for_backward(x, weight, save)
+            _update_from_virtual_batches(running, batch_stats, x.shape[0], momentum)
+        ctx.save_for_backward(original, weight, bias, *saved)
         ctx.size, ctx.eps = size, eps
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, save = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-        c = x.shape[1]
-        grad_x = torch.empty_like(x) if mask[0] else None
-        sums = x.new_zeros(2, len(save[0]), c)  # per chunk: Σ g·x̂, Σ g
-        gx_chunks = grad_x.split(ctx.size) if grad_x is not None else [None] * len(save[0])
-        for i, (xs, gs) in enumerate(zip(x.split(ctx.size), grad_out.split(ctx.size), strict=True)):
-            torch.ops.aten.native_batch_norm_backward.out(
-                gs, xs, weight, None, None, save[0, i], save[1, i], True, ctx.eps,
-                [mask[0], True, True],
-                out0=gx_chunks[i] if mask[0] else torch.empty(0, dtype=x.dtype),
-                out1=sums[0, i], out2=sums[1, i],
+        x, weight, bias, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            grads = _grads_by_recomputation(
+                lambda x_, w_, b_: _affine(_ghost_normalized(x_, ctx.size, ctx.eps), w_, b_),
+                x, weight, bias, grad_out, ctx.needs_input_grad[:3],
             )  # fmt: skip
-        grad_w = sums[0].sum(0) if mask[1] else None
-        grad_b = sums[1].sum(0) if mask[2] else None
+            return (*grads, None, None, None, None)
+        x = _grouped.standard_layout(x)
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        sum_g, sum_g_xhat = [], []
+        for i, (start, stop, groups) in enumerate(_segments(x.shape[0], ctx.size)):
+            gx = None if grad_x is None else _grouped.grouped(grad_x[start:stop], groups)
+            sg, sgx = _grouped.bn_backward(
+                _grouped.grouped(grad_out[start:stop], groups),
+                _grouped.grouped(x[start:stop], groups),
+                saved[2 * i], saved[2 * i + 1], weight, gx,
+            )  # fmt: skip
+            sum_g.append(sg.sum(0))
+            sum_g_xhat.append(sgx.sum(0))
+        grad_w = _total(sum_g_xhat) if ctx.needs_input_grad[1] else None
+        grad_b = _total(sum_g) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _ghost_normalized(x: Tensor, size: int, eps: float) -> Tensor:
+    """x̂ per virtual batch with plain differentiable ops (the definition, for autograd)."""
+    parts = []
+    for start, stop, groups in _segments(x.shape[0], size):
+        xv = _grouped.grouped(x[start:stop], groups)  # (G, k, C, R)
+        var, mean = torch.var_mean(xv, dim=(1, 3), correction=0, keepdim=True)
+        parts.append(((xv - mean) * torch.rsqrt(var + eps)).reshape(stop - start, *x.shape[1:]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _total(parts: list[Tensor]) -> Tensor:
+    """The sum of the per-run (C,) parts (no extra kernel for a single run)."""
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
+
+def _update_from_virtual_batches(
+    running: tuple[Tensor, Tensor],
+    stats: list[tuple[int, Tensor, Tensor]],
+    n: int,
+    momentum: float,
+) -> None:
+    """Move the running buffers towards the size-weighted virtual-batch means / variances.
+
+    ``stats`` holds per run ``(samples, mean (G, C), unbiased var (G, C))``; every virtual
+    batch of a run has ``samples / G`` samples, so its weight is ``samples / (G·n)``.
+    """
+    if len(stats) == 1:  # equal batches (the usual case): plain means, few small ops
+        mean, var = stats[0][1].mean(0), stats[0][2].mean(0)
+    else:  # a remainder batch: weight each run by its share of the samples
+        weights = [count / (m.shape[0] * n) for count, m, _ in stats]
+        mean = torch.stack([m.sum(0) * w for (_, m, _), w in zip(stats, weights, strict=True)])
+        var = torch.stack([v.sum(0) * w for (_, _, v), w in zip(stats, weights, strict=True)])
+        mean, var = mean.sum(0), var.sum(0)
+    _update_running(running[0], mean, momentum)
+    _update_running(running[1], var, momentum)
 
 
 # -- batch renormalization (Ioffe 2017) ----------------------------------------------------
@@ -450,8 +564,10 @@ def batch_renorm(
         y = \gamma\Big(\frac{x - \mu_B}{\sigma_B} r + d\Big) + \beta
 
     with ``r`` and ``d`` treated as constants in the backward pass (stop-gradient). Since
-    they are constants, this is BN with scale γr and shift γd + β, run on the native kernel.
-    Without running buffers (``track_running_stats=False``) it is plain BN (r = 1, d = 0).
+    they are constants, this is BN with scale γr and shift γd + β: one statistics pass for
+    r and d, then :func:`torch.nn.functional.batch_norm` (its own kernels forward and
+    backward, and its running-statistics update). Without running buffers
+    (``track_running_stats=False``) it is plain BN (r = 1, d = 0).
 
     Args:
         x: input (N, C, *).
@@ -468,54 +584,20 @@ def batch_renorm(
     Returns:
         The normalized tensor, shape of ``x``.
     """
-    if not training or running_mean is None:
+    if not training or running_mean is None or running_var is None:
         return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
-    return _BatchRenormFn.apply(
-        x, weight, bias, running_mean, running_var, momentum, eps, r_max, d_max
-    )
-
-
-class _BatchRenormFn(torch.autograd.Function):
-    """One native BN pass for x̂ and the statistics, then γ r x̂ + (γ d + β)."""
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: Tensor,
-        weight: Tensor | None,
-        bias: Tensor | None,
-        running_mean: Tensor,
-        running_var: Tensor,
-        momentum: float,
-        eps: float,
-        r_max: float,
-        d_max: float,
-    ) -> Tensor:
-        old_mean, old_var = running_mean.clone(), running_var.clone()
-        # the kernel also moves the running buffers (momentum rule, unbiased variance)
-        x_hat, mean, invstd = torch.native_batch_norm(
-            x, None, None, running_mean, running_var, True, momentum, eps
-        )
-        sigma = torch.sqrt(old_var + eps)  # (C,)
-        r = (1.0 / (invstd * sigma)).clamp(1.0 / r_max, r_max)
-        d = ((mean - old_mean) / sigma).clamp(-d_max, d_max)
-        gamma = weight if weight is not None else torch.ones_like(r)
-        shift = gamma * d if bias is None else torch.addcmul(bias, gamma, d)
-        ctx.save_for_backward(x, gamma * r, mean, invstd, r, d)
-        ctx.eps = eps
-        return x_hat.mul_(_per_channel(gamma * r, x)).add_(_per_channel(shift, x))
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, scale, mean, invstd, r, d = ctx.saved_tensors
-        # r and d are constants (stop-gradient), so this is BN's backward with weight γr
-        grad_x, sum_gxhat, sum_g = torch.ops.aten.native_batch_norm_backward(
-            grad_out, x, scale, None, None, mean, invstd, True, ctx.eps,
-            [ctx.needs_input_grad[0], True, True],
-        )  # fmt: skip
-        grad_w = r * sum_gxhat + d * sum_g if ctx.needs_input_grad[1] else None
-        grad_b = sum_g if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+    with torch.no_grad():  # r and d are constants of the backward (stop-gradient)
+        mean, var = _grouped.moments(_grouped.grouped(_grouped.standard_layout(x), 1))
+        inv_sigma = (running_var + eps).rsqrt()  # (C,), the running σ⁻¹ before this update
+        r = ((var[0] + eps).sqrt_() * inv_sigma).clamp_(1.0 / r_max, r_max)
+        d = ((mean[0] - running_mean) * inv_sigma).clamp_(-d_max, d_max)
+    if weight is None:
+        scale, shift = r, (d if bias is None else bias + d)
+    else:
+        scale = weight * r  # autograd: dL/dγ = r·Σg·x̂ + d·Σg
+        shift = weight * d if bias is None else torch.addcmul(bias, weight, d)
+    # F.batch_norm moves the running buffers (momentum rule, unbiased variance) as BN does
+    return F.batch_norm(x, running_mean, running_var, scale, shift, True, momentum, eps)
 
 
 # -- Santurkar et al. 2018 noise -----------------------------------------------------------

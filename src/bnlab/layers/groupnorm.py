@@ -51,9 +51,11 @@ class GroupNorm(NormBase):
             )
         self.num_groups = groups
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
+        del running_mean, running_var, batch_stats, momentum  # per-sample: no running stats
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -54,14 +54,13 @@ class LpNorm(NormBase):
         # I2 output is invariant to a per-channel input shift; I1's scale is not (§2.6).
         self.absorbs_bias = centered
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape (N, C, *); returns the same shape."""
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
         return bnf.lp_norm(
             x, running_mean, running_var, self.weight, self.bias,
-            self._batch_stats_mode(), factor, self.eps, self.p, self.centered,
+            batch_stats, momentum, self.eps, self.p, self.centered,
         )  # fmt: skip
 
     def extra_repr(self) -> str:

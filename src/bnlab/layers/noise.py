@@ -163,18 +163,21 @@ class NoisyBatchNorm(NoiseSource, BatchNorm):
         self._init_noise(n_mu, n_sigma, r_mu, r_sigma, kwargs.get("device"))
         self.noise_after_affine = noise_after_affine
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` (N, C, *), then add noise if training; returns the same shape."""
+    def _normalize(
+        self, x: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+        batch_stats: bool, momentum: float,
+    ) -> Tensor:  # fmt: skip
+        # BN's hook, then the noise in training mode only.
         if not self.training:
-            return super().forward(x)
+            return super()._normalize(x, running_mean, running_var, batch_stats, momentum)
         if self.noise_after_affine or not self.affine:
-            a = super().forward(x)  # fresh, and BN's backward does not need it: reuse it
+            # a fresh tensor that BN's backward does not need: the noise goes in in place
+            a = super()._normalize(x, running_mean, running_var, batch_stats, momentum)
             s, m = self._draw(a, reuse_m=True)
             return a.mul_(s).add_(m)
-        self._check_input(x)
-        factor = self._update_factor()
-        running_mean, running_var = self._running()
-        x_hat = F.batch_norm(x, running_mean, running_var, None, None, True, factor, self.eps)
+        x_hat = F.batch_norm(
+            x, running_mean, running_var, None, None, batch_stats, momentum, self.eps
+        )
         s, m = self._draw(x_hat)
         noisy = _noisy(s, m, x_hat)
         shape = (1, -1, *([1] * (x.dim() - 2)))

@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import bjorck2018, ioffe2015
+from bnlab.recipes import bjorck2018, inspect, ioffe2015, kohler2019, yang2019
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -37,8 +37,11 @@ __all__ = [
     "array",
     "bjorck2018",
     "get_card",
+    "inspect",
     "ioffe2015",
+    "kohler2019",
     "list_cards",
     "metric",
     "register_card",
+    "yang2019",
 ]

@@ -5,7 +5,7 @@
 module per paper registers that paper's recipe figures on import.
 """
 
-from bnlab.report.figures import bjorck2018, ioffe2015
+from bnlab.report.figures import bjorck2018, inspect, ioffe2015, kohler2019, yang2019
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import FIGURES, Draw, RecipeFigure, figure
 
@@ -18,6 +18,9 @@ __all__ = [
     "bjorck2018",
     "curves_figure",
     "figure",
+    "inspect",
     "ioffe2015",
+    "kohler2019",
     "tracks_figure",
+    "yang2019",
 ]
