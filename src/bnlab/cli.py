@@ -249,12 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered recipes").set_defaults(func=_cmd_list)
 
     run = sub.add_parser("run", help="run one recipe's grid into the results store")
-    run.add_argument("recipe")
+    run.add_argument("recipe", help="a recipe name, or a paper prefix such as bjorck2018")
     _add_shared_flags(run)
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("reproduce", help="run recipes (all by default), then write the report")
-    rep.add_argument("recipes", nargs="*")
+    rep.add_argument("recipes", nargs="*",
+                     help="recipe names or paper prefixes (e.g. bjorck2018); none: every recipe")
     _add_shared_flags(rep)
     rep.set_defaults(func=_cmd_reproduce)
 

@@ -85,3 +85,26 @@ def test_unsupported_parameter_is_a_clear_error() -> None:
     x, y = torch.randn(2, 2, 6, 6, dtype=torch.float64), torch.randint(0, 4, (2,))
     with pytest.raises(ValueError, match=r"nn\.Linear or a groups=1"):
         output_gradient_alignment(model, F.cross_entropy, (x, y), param="1.weight")
+
+
+def test_conv1d_with_padding_matches_per_sample_summands() -> None:
+    """A Conv1d is read as a Conv2d of height 1: no padding may leak into that height."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4, 4)).double().train()
+    x, y = torch.randn(5, 2, 8, dtype=torch.float64), torch.randint(0, 4, (5,))
+    got = output_gradient_alignment(model, F.cross_entropy, (x, y), param="0")
+    m = copy.deepcopy(model)
+    store = {}
+    m[0].register_forward_hook(lambda mod, i, o: store.update(u=i[0], out=o))
+    logits = m(x)
+    store["out"].retain_grad()
+    F.cross_entropy(logits, y).backward()
+    up, d = F.pad(store["u"].detach(), (1, 1)), store["out"].grad  # (5, 2, 10), (5, 3, 4)
+    S = torch.stack([d[b, :, i][:, None, None] * up[b, :, 2 * i : 2 * i + 3][None]
+                     for b in range(5) for i in range(4)])  # (20, 3, 2, 3)
+    assert torch.allclose(S.sum(0), m[0].weight.grad, atol=1e-12)  # the twin is right
+    agg = float(S.sum(0).abs().sum() / S.abs().sum())
+    assert got["param_alignment"]["aggregate"] == pytest.approx(agg, rel=1e-10)
+    A = (S.sum(0).abs() / S.abs().sum(0)).flatten()
+    assert got["param_alignment"]["median"] == pytest.approx(float(A.median()), rel=1e-10)

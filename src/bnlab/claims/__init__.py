@@ -13,7 +13,7 @@ Example:
 """
 
 # Paper modules register their claims on import; they come after the registry they use.
-from bnlab.claims import ioffe2015, kohler2019, santurkar2018, yang2019
+from bnlab.claims import bjorck2018, ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.claims.core import (
     MIN_SEEDS,
     Claim,
@@ -39,6 +39,7 @@ __all__ = [
     "Rule",
     "RunSet",
     "Verdict",
+    "bjorck2018",
     "evaluate",
     "get_claim",
     "ioffe2015",

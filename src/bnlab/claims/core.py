@@ -145,12 +145,17 @@ class Measurement:
             may instead measure the seed-averaged data (its docstring says which).
         details: labelled sub-measurements for the report.
         unit: the unit of the value, for display.
+        undecidable: why these runs cannot decide the claim although they were measured
+            (e.g. the runs compared never fit their training data), or ``None``. When set,
+            :func:`evaluate` returns ``inconclusive`` with this reason and keeps the
+            measurement for the report.
     """
 
     per_seed: Mapping[int, float]
     mean: float
     details: tuple[Detail, ...] = ()
     unit: str = ""
+    undecidable: str | None = None
 
     @property
     def std(self) -> float:
@@ -398,9 +403,10 @@ def evaluate(
     The run set is chosen by :func:`select_runs` (by default the largest scale run,
     preferring ``data="paper"``). The verdict is ``inconclusive`` with a reason when a run
     is missing, pending, failed or diverged unexpectedly, fewer than :data:`MIN_SEEDS`
-    seeds were run, the scale is below ``claim.min_scale``, the measurement lacks data, or
-    seeds disagree. Otherwise it is ``supported`` when ``claim.rule`` holds for the mean
-    over seeds and every seed, and ``not supported`` when it fails for all of them.
+    seeds were run, the scale is below ``claim.min_scale``, the measurement lacks data or
+    says the runs cannot decide the claim (``Measurement.undecidable``), or seeds
+    disagree. Otherwise it is ``supported`` when ``claim.rule`` holds for the mean over
+    seeds and every seed, and ``not supported`` when it fails for all of them.
 
     Args:
         claim: the claim to judge.
@@ -421,6 +427,8 @@ def evaluate(
     except MissingDataError as err:
         return _inconclusive(claim, f"missing data: {err}", run_set)
     seeds = tuple(sorted(int(s) for s in m.per_seed))
+    if m.undecidable:
+        return _inconclusive(claim, m.undecidable, run_set, m, seeds)
     if len(seeds) < MIN_SEEDS:
         reason = f"the measurement has {len(seeds)} seed(s); at least {MIN_SEEDS} are needed"
         return _inconclusive(claim, reason, run_set, m, seeds)

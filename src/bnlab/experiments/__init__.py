@@ -5,7 +5,7 @@ Importing this package registers every recipe (one module per paper). A recipe i
 (:mod:`bnlab.experiments.recipe`); :mod:`bnlab.experiments.harness` performs its runs.
 """
 
-from bnlab.experiments import ioffe2015, kohler2019, santurkar2018, yang2019
+from bnlab.experiments import bjorck2018, ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.experiments.harness import DEVICES, Measure, RunEnv, Training, resolve_device, run_spec
 from bnlab.experiments.recipe import (
     DATA,
@@ -39,6 +39,7 @@ __all__ = [
     "RecipeConfig",
     "RunEnv",
     "Training",
+    "bjorck2018",
     "describe_recipes",
     "get_recipe",
     "ioffe2015",

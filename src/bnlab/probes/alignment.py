@@ -62,9 +62,12 @@ def _rows(module: nn.Module, u: torch.Tensor, delta: torch.Tensor) -> tuple[torc
     two_d = isinstance(module, nn.Conv2d)
     u4 = u if two_d else u.unsqueeze(2)  # (N, C, L) -> (N, C, 1, L)
     d4 = delta if two_d else delta.unsqueeze(2)
+    # A Conv1d is a Conv2d over a height of 1: kernel, stride and dilation 1 and no padding
+    # along that height.
     k, s, p, d = (
-        (a if two_d else (1, a[0]))
-        for a in (module.kernel_size, module.stride, module.padding, module.dilation)
+        (a if two_d else (one, a[0]))
+        for a, one in ((module.kernel_size, 1), (module.stride, 1), (module.padding, 0),
+                       (module.dilation, 1))
     )
     cols = F.unfold(u4, k, dilation=d, padding=p, stride=s)  # (N, C·kh·kw, P)
     rows_u = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # (N·P, C·kh·kw)

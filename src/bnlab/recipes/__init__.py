@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import inspect, ioffe2015, kohler2019, santurkar2018, yang2019
+from bnlab.recipes import bjorck2018, inspect, ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -35,6 +35,7 @@ __all__ = [
     "Quantity",
     "activation_quantities",
     "array",
+    "bjorck2018",
     "get_card",
     "inspect",
     "ioffe2015",

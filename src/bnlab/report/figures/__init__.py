@@ -5,7 +5,7 @@
 module per paper registers that paper's recipe figures on import.
 """
 
-from bnlab.report.figures import inspect, ioffe2015, kohler2019, santurkar2018, yang2019
+from bnlab.report.figures import bjorck2018, inspect, ioffe2015, kohler2019, santurkar2018, yang2019
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import FIGURES, Draw, RecipeFigure, figure
 
@@ -15,6 +15,7 @@ __all__ = [
     "Panel",
     "RecipeFigure",
     "Series",
+    "bjorck2018",
     "curves_figure",
     "figure",
     "inspect",
