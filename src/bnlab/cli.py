@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bnlab.errors import UserError
-from bnlab.names import DATA, DEVICES, EXECUTORS, SCALES
+from bnlab.names import COMPILE_MODES, DATA, DEVICES, EXECUTORS, SCALES
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
@@ -32,10 +32,15 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                    help="YAML file of config overrides")
     p.add_argument("--executor", default="serial", choices=EXECUTORS,
-                   help="run serially or in a local process pool")
+                   help="run serially, in a local process pool, or several runs packed "
+                   "into this process (they share one GPU)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where data and models live (auto: CUDA when available)")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
+    p.add_argument("--pack", type=int, default=4, metavar="N",
+                   help="runs interleaved at once by --executor packed")
+    p.add_argument("--compile", default="none", choices=COMPILE_MODES,
+                   help="graphs: replay each training step as one CUDA graph (needs CUDA)")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -46,7 +51,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "seeds": args.seeds, "sets": args.sets, "config_file": args.config,
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
-        "device": args.device,
+        "device": args.device, "compile": args.compile, "pack": args.pack,
     }
 
 

@@ -13,7 +13,8 @@ Re-running a sweep is always safe (DESIGN.md, "Contracts"):
 
 Executors: ``serial`` runs in this process; ``process`` runs on a pool of spawned worker
 processes, each opening its own :class:`~bnlab.results.Store` (SQLite in WAL mode lets
-them write concurrently).
+them write concurrently); ``packed`` interleaves up to ``workers`` runs step by step in
+this process, to share one GPU (:mod:`bnlab.sweep.packed`).
 """
 
 from __future__ import annotations
@@ -295,8 +296,11 @@ def execute(
             :class:`RunContext`. The outcome (object or dict) has ``status``
             (``"finished"``/``"diverged"``), ``first_bad_step`` and ``steps_run``, like
             ``bnlab.train``'s ``TrainResult``.
-        executor: ``"serial"`` or ``"process"``.
-        workers: worker processes of the ``process`` executor.
+        executor: ``"serial"``, ``"process"`` or ``"packed"`` (``run_fn`` then needs a
+            ``start(spec, ctx)`` attribute returning a steppable run, as
+            ``bnlab.experiments.run_spec`` has).
+        workers: worker processes of the ``process`` executor; runs interleaved at once
+            by the ``packed`` executor.
         retry_failed: run ``failed`` runs again.
         progress: show a tqdm bar on stderr; ``None``: only when stderr is a terminal.
         lock_timeout: seconds to wait for another sweep on ``out_dir``; ``0`` refuses at
@@ -323,6 +327,10 @@ def execute(
         with _progress_bar(len(todo) + len(skipped), len(skipped), progress) as bar:
             if executor == "serial" or not todo:
                 records, lost = _serial(store, out, todo, run_fn, prov, bar), 0
+            elif executor == "packed":
+                from bnlab.sweep.packed import run_packed  # torch only for this executor
+
+                records, lost = run_packed(store, out, todo, run_fn, prov, bar, workers), 0
             else:
                 records, lost = _pool(store, out, todo, run_fn, prov, bar, workers)
     return _summarize(skipped, records, lost, len(todo))
