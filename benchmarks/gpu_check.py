@@ -13,7 +13,15 @@ On a CUDA machine, in a few minutes, from the repository root:
    iteration with TF32 on and off, bnlab always off; equal-accuracy time ratios; setup
    and per-HVP cost);
 4. the probe-cost table (full-width VGG-16, batch 128, in training steps);
-5. the loop table (``train()`` against a bare loop).
+5. the loop table (``train()`` against a bare loop, and with ``compile="graphs"``);
+6. graphs: the VGG-16 paper-scale step (full width, batch 128) eager against CUDA-graph
+   replays (target: >= 1.5x);
+7. packing: aggregate throughput of 1, 2, 4 VGG-16 runs interleaved in one process (each
+   on its own stream, eager and with graphs) against one run (target: >= 2.5x at 4);
+8. recipe: the runtime of one paper-scale run of ``--recipe`` (default
+   ``santurkar2018.noise``), eager and with ``--compile graphs``, on synthetic data of the
+   card's dataset's shape (the real files stay behind); skipped when the recipe is not
+   registered in this checkout.
 
 Everything goes into one report (printed, and written to ``--out`` and to ``$OUT`` when
 that is set). A section that fails shows its traceback and the others still run; the exit
@@ -28,6 +36,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -36,7 +45,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("tests", "layers", "hessian", "probes", "loop")
+SECTIONS = ("tests", "layers", "hessian", "probes", "loop", "graphs", "packing", "recipe")
+#: Synthetic stand-ins for the data files a recipe reads: (train, test) sample counts, shape.
+FAKE_DATA = {"cifar10": ((50_000, 10_000), (32, 32, 3)), "mnist": ((60_000, 10_000), (28, 28))}
 
 
 def run_tests(device: str, quick: bool) -> str:
@@ -54,9 +65,58 @@ def run_tests(device: str, quick: bool) -> str:
     return f"$ pytest -m {marker!r} {' '.join(paths)}\n{tail}"
 
 
-def section(name: str, device: str, quick: bool) -> str:
+def _fake_data(dataset: str, folder: Path) -> None:
+    """Write ``<folder>/<dataset>.npz`` with random images of the real file's format."""
+    import numpy as np
+
+    (n_train, n_test), shape = FAKE_DATA[dataset]
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        arrays[f"x_{split}"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        arrays[f"y_{split}"] = rng.integers(0, 10, n, dtype=np.int64)
+    np.savez(folder / f"{dataset}.npz", **arrays)
+
+
+def run_recipe(device: str, quick: bool, name: str) -> str:
+    """One run of ``name`` (paper scale; smoke with ``quick``), eager and with graphs."""
+    from bnlab.experiments import get_recipe, list_recipes, plan, run_spec
+    from bnlab.sweep import RunSpec, execute
+
+    if name not in list_recipes():
+        return (f"skipped: recipe {name!r} is not registered in this checkout "
+                f"(registered: {', '.join(list_recipes())})")  # fmt: skip
+    dataset, scale = get_recipe(name).card.dataset, "smoke" if quick else "paper"
+    lines, before = [], os.environ.get("BNLAB_DATA")
+    with tempfile.TemporaryDirectory() as tmp:
+        if dataset in FAKE_DATA:
+            _fake_data(dataset, Path(tmp))
+            os.environ["BNLAB_DATA"] = tmp
+        spec = plan(name, scale=scale, data="paper" if dataset else "mnist1d", seeds=[0],
+                    device=device).specs[0]  # fmt: skip
+        modes = ("none", "graphs") if device.startswith("cuda") else ("none",)
+        for mode in modes:
+            run = RunSpec(spec.recipe, spec.config, spec.seed,
+                          execution={**spec.execution, "compile": mode})  # fmt: skip
+            start = time.perf_counter()
+            summary = execute([run], Path(tmp) / f"out-{mode}", run_spec, progress=False)
+            took = time.perf_counter() - start
+            failure = f"; {summary.failures[0][1]}" if summary.failures else ""
+            lines.append(f"  --compile {mode:<6} {took:8.1f} s   {summary}{failure}")
+        if before is None:
+            os.environ.pop("BNLAB_DATA", None)
+        else:
+            os.environ["BNLAB_DATA"] = before
+    config = {k: v for k, v in spec.config.items() if k not in ("scale", "data")}
+    head = f"{name} at {scale} scale on synthetic {dataset or 'data'}, first run of the grid:"
+    return "\n".join([head, f"  config {config}", *lines])
+
+
+def section(name: str, device: str, quick: bool, recipe: str) -> str:
     if name == "tests":
         return run_tests(device, quick)
+    if name == "recipe":
+        return run_recipe(device, quick, recipe)
     from bnlab.bench import run_bench
 
     return run_bench(name, device, quick=quick)
@@ -78,6 +138,8 @@ def main() -> int:
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="also write the report here")
+    parser.add_argument("--recipe", default="santurkar2018.noise",
+                        help="the recipe whose paper-scale run the recipe section times")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +150,7 @@ def main() -> int:
         start = time.perf_counter()
         print(f"== {name} ...", file=sys.stderr, flush=True)
         try:
-            body = section(name, args.device, args.quick)
+            body = section(name, args.device, args.quick, args.recipe)
         except Exception:  # a failed section is reported, the others still run
             body = "FAILED\n" + traceback.format_exc()
             failed.append(name)

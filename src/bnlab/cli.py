@@ -135,6 +135,8 @@ def _one_line(err: BaseException, limit: int = 300) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bnlab`` command."""
+    from bnlab.bench import BENCHES  # light: the tables import their stacks when run
+
     parser = argparse.ArgumentParser(prog="bnlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered recipes").set_defaults(func=_cmd_list)
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmark tables: ratios against baselines timed in "
                            "the same process")
-    bench.add_argument("which", choices=("layers", "probes", "loop", "hessian", "all"))
+    bench.add_argument("which", choices=(*BENCHES, "all"))
     bench.add_argument("--device", default="auto", choices=DEVICES)
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes: checks the machinery runs; ratios are not measurements")
