@@ -1,33 +1,35 @@
 """The GPU checks of issue 15 in one go: correctness on CUDA, then the ratio tables.
 
-On a CUDA machine, in a few minutes, from the repository root:
+On a CUDA machine, from the repository root (sections in this order; a section is
+started only while ``--budget`` seconds have not passed):
 
-    PYTHONPATH=src python benchmarks/gpu_check.py --out gpu_check.txt
+    PYTHONPATH=src python benchmarks/gpu_check.py --budget 480 --out gpu_check.txt
 
-1. the CUDA tests (``pytest -m cuda``): every layer's forward and backward on the GPU
-   against a float64 CPU reference, every probe's no-trace guarantee on the GPU, and
-   every benchmark table's machinery;
-2. the layer table (every norm against ``nn.BatchNorm2d``, issue 15's two shapes, with
-   kernel and memory-pass counts);
-3. the Hessian table (top eigenvalue against a float64 reference; PyHessian's power
-   iteration with TF32 on and off, bnlab always off; equal-accuracy time ratios; setup
-   and per-HVP cost);
-4. the probe-cost table (full-width VGG-16, batch 128, in training steps);
-5. the loop table (``train()`` against a bare loop, and with ``compile="graphs"``);
-6. graphs: the VGG-16 paper-scale step (full width, batch 128) eager against CUDA-graph
-   replays (target: >= 1.5x);
-7. packing: aggregate throughput of 1, 2, 4 VGG-16 runs interleaved in one process (each
+1. tests: the CUDA tests (``pytest -m cuda``): every layer's forward and backward on the
+   GPU against a float64 CPU reference, every probe's no-trace guarantee on the GPU,
+   captured training steps against eager ones, packed runs against lone ones, no host
+   sync in a replayed step, and every benchmark table's machinery;
+2. graphs: the VGG-16 paper-scale step (full width, batch 128) eager against CUDA-graph
+   replays, with BN and with noisy BN (target: >= 1.5x);
+3. packing: aggregate throughput of 1, 2, 4 VGG-16 runs interleaved in one process (each
    on its own stream, eager and with graphs) against one run (target: >= 2.5x at 4);
+4. loop: ``train()`` against a bare loop, and with ``compile="graphs"``;
+5. layers: every norm against ``nn.BatchNorm2d``, issue 15's two shapes, with kernel and
+   memory-pass counts;
+6. probes: the probe-cost table (full-width VGG-16, batch 128, in training steps);
+7. hessian: top eigenvalue against a float64 reference; PyHessian's power iteration with
+   TF32 on and off, bnlab always off; equal-accuracy time ratios; setup and per-HVP cost;
 8. recipe: the runtime of one paper-scale run of ``--recipe`` (default
    ``santurkar2018.noise``), eager and with ``--compile graphs``, on synthetic data of the
    card's dataset's shape (the real files stay behind); skipped when the recipe is not
    registered in this checkout.
 
 Everything goes into one report (printed, and written to ``--out`` and to ``$OUT`` when
-that is set). A section that fails shows its traceback and the others still run; the exit
-status is non-zero if any failed. ``--device cpu --quick`` dry-runs the same script on a
-CPU with tiny sizes (its numbers are not measurements), so the script is known to work
-before GPU time is spent on it.
+that is set, after every section, so a run cut short keeps what it measured). A section
+that fails shows its traceback and the others still run; the exit status is non-zero if
+any failed. ``--device cpu --quick`` dry-runs the same script on a CPU with tiny sizes
+(its numbers are not measurements), so the script is known to work before GPU time is
+spent on it.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("tests", "layers", "hessian", "probes", "loop", "graphs", "packing", "recipe")
+# The new measurements first, so a run cut short still has them.
+SECTIONS = ("tests", "graphs", "packing", "loop", "layers", "probes", "hessian", "recipe")
 #: Synthetic stand-ins for the data files a recipe reads: (train, test) sample counts, shape.
 FAKE_DATA = {"cifar10": ((50_000, 10_000), (32, 32, 3)), "mnist": ((60_000, 10_000), (28, 28))}
 
@@ -131,6 +133,13 @@ def environment(device: str) -> str:
     return "\n".join(lines)
 
 
+def _write(report: list[str], targets: list[Path]) -> None:
+    """Write the report so far (after every section: a run cut short keeps what it did)."""
+    text = "\n".join(report) + "\n"
+    for target in targets:
+        target.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run")
@@ -140,13 +149,22 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="also write the report here")
     parser.add_argument("--recipe", default="santurkar2018.noise",
                         help="the recipe whose paper-scale run the recipe section times")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="start no section after this many seconds (the rest are listed "
+                        "as skipped)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
+    targets = [Path(args.out)] if args.out else []
+    if os.environ.get("OUT"):
+        targets.append(Path(os.environ["OUT"]) / "gpu_check.txt")
     report = [f"bnlab gpu_check ({time.strftime('%Y-%m-%d %H:%M:%S')})", environment(args.device)]
-    failed = []
+    failed, skipped, began = [], [], time.perf_counter()
     for name in args.sections:
+        if args.budget is not None and time.perf_counter() - began > args.budget:
+            skipped.append(name)
+            continue
         start = time.perf_counter()
         print(f"== {name} ...", file=sys.stderr, flush=True)
         try:
@@ -156,17 +174,14 @@ def main() -> int:
             failed.append(name)
         report.append(f"\n== {name} ({time.perf_counter() - start:.0f} s)\n{body}")
         print(report[-1], flush=True)
-    report.append(f"\n== summary: {len(args.sections) - len(failed)} sections ok"
-                  + (f", FAILED: {', '.join(failed)}" if failed else ""))  # fmt: skip
+        _write(report, targets)
+    ran = len(args.sections) - len(skipped)
+    report.append(f"\n== summary: {ran - len(failed)} sections ok"
+                  + (f", FAILED: {', '.join(failed)}" if failed else "")
+                  + (f", skipped (budget): {', '.join(skipped)}" if skipped else "")
+                  + f"; {time.perf_counter() - began:.0f} s in all")  # fmt: skip
     print(report[-1])
-    text = "\n".join(report) + "\n"
-    targets: list[Callable[[], Path]] = []
-    if args.out:
-        targets.append(lambda: Path(args.out))
-    if os.environ.get("OUT"):
-        targets.append(lambda: Path(os.environ["OUT"]) / "gpu_check.txt")
-    for target in targets:
-        target().write_text(text)
+    _write(report, targets)
     return 1 if failed else 0
 
 
