@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -239,9 +240,12 @@ class GraphSteps:
             return
         self.optimizer.zero_grad(set_to_none=True)  # backward allocates grads in the graph
         graph = torch.cuda.CUDAGraph()
-        for gen in _noise_generators(self.model):
-            if gen.device.type == "cuda":
-                graph.register_generator_state(gen)
+        with warnings.catch_warnings():  # newer torch registers lazily, deprecating this
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            for gen in _noise_generators(self.model):
+                if gen.device.type == "cuda":
+                    graph.register_generator_state(gen)
         with torch.cuda.graph(graph, stream=self.stream):
             loss = static.body()
         self.graphs[key] = (graph, loss)
