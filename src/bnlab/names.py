@@ -8,7 +8,15 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["COMPILE_MODES", "DATA", "DEVICES", "EXECUTION_FIELDS", "EXECUTORS", "SCALES"]
+__all__ = [
+    "COMPILE_MODES",
+    "DATA",
+    "DEVICES",
+    "EXECUTION_FIELDS",
+    "EXECUTORS",
+    "MAX_WORKERS",
+    "SCALES",
+]
 
 #: Recipe scales, smallest first (DESIGN.md, "Scales and data").
 SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
@@ -22,5 +30,7 @@ EXECUTORS: tuple[str, ...] = ("serial", "process", "packed")
 #: Values of ``--compile``: eager steps, or each step replayed as a CUDA graph
 #: (bnlab.train.graphs).
 COMPILE_MODES: tuple[str, ...] = ("none", "graphs")
+#: The most worker processes one sweep may start (each holds its own torch, ~0.5 GB).
+MAX_WORKERS = 256
 #: Config fields that say how a run is executed, not what it computes: never in a run key.
 EXECUTION_FIELDS: frozenset[str] = frozenset({"out", "executor", "workers", "progress"})

@@ -118,3 +118,20 @@ def test_measure_only_runs_end_when_started(tmp_path):
 def test_a_run_fn_that_cannot_start_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"start\(spec, ctx\)"):
         execute(specs(), tmp_path, fake_train, executor="packed", workers=2, progress=False)
+
+
+def test_a_run_another_process_holds_is_lost_and_stays_resumable(serial, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
+    from bnlab.sweep import packed
+    from bnlab.sweep.lock import run_lock
+
+    monkeypatch.setattr(packed, "_RUN_LOCK_WAIT_S", 0.1)
+    sp = specs()
+    with run_lock(tmp_path, sp[1].key):  # as a worker of an earlier sweep still would
+        summary = execute(sp, tmp_path, run_tiny, executor="packed", workers=4,
+                          progress=False)  # fmt: skip
+    assert (summary.lost, summary.counts["finished"]) == (1, 3)
+    assert statuses(tmp_path)[1] in ("pending", "running")
+    summary = execute(sp, tmp_path, run_tiny, executor="packed", workers=4, progress=False)
+    assert summary.executed == 1 and summary.counts["finished"] == 4
+    assert_same_store(tmp_path, serial)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from packed_fakes import assert_same_store
 
 from bnlab.cli import main
+from bnlab.errors import UserError
 from bnlab.experiments import run_recipes
 
 
@@ -24,6 +26,12 @@ def test_graph_mode_without_cuda_and_a_bad_pack_are_one_line_each(tmp_path, caps
     assert main([*base, "--compile", "graphs"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--compile graphs needs a CUDA device" in err
-    assert main([*base, "--executor", "packed", "--pack", "0"]) == 2
-    assert "--pack must be an int >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse's own exit for a bad flag value
+        main([*base, "--executor", "packed", "--pack", "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--pack" in err and "not from 1 to" in err
+    with pytest.raises(UserError, match="--pack must be an int from 1 to"):
+        run_recipes(["ioffe2015.mnist"], out=tmp_path, executor="packed", pack=0,
+                    device="cpu")
     assert not (tmp_path / "bnlab.db").exists()  # refused before anything ran

@@ -10,7 +10,7 @@ from typing import Any
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
 from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
-from bnlab.names import COMPILE_MODES
+from bnlab.names import COMPILE_MODES, MAX_WORKERS
 from bnlab.sweep import SweepSummary, execute
 
 __all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes"]
@@ -128,8 +128,8 @@ def _check_execution(device: str, compile: str, executor: str, pack: int) -> Non
         raise UserError(f"--compile graphs needs a CUDA device, but runs go to {device}; "
                         "run on a GPU machine (--device cuda or auto) or drop --compile")
     if executor == "packed" and (isinstance(pack, bool) or not isinstance(pack, int)
-                                 or pack < 1):
-        raise UserError(f"--pack must be an int >= 1, got {pack!r}")
+                                 or not 1 <= pack <= MAX_WORKERS):
+        raise UserError(f"--pack must be an int from 1 to {MAX_WORKERS}, got {pack!r}")
 
 
 def describe_recipes() -> str:

@@ -15,8 +15,9 @@ Each run stays what it would be alone (same seed, same batches, same random numb
   object, swapped by pointer so a captured graph keeps drawing from the run's own state)
   and the thread count are the run's :class:`RunRNG`, swapped in around each
   :meth:`~bnlab.train.TrainRun.advance`;
-* each run writes through its own :class:`~bnlab.sweep.RunContext` and checkpoint folder,
-  as with the serial executor: a finished run is stored ``finished`` when it ends, an
+* each run holds its run lock while it is under way, and writes through its own
+  :class:`~bnlab.sweep.RunContext` and checkpoint folder, as with the serial executor
+  (verified resumes included): a finished run is stored ``finished`` when it ends, an
   interrupted sweep (Ctrl-C) hands every active run back ``pending``, a killed one leaves
   them ``running``; either way a re-run resumes them from their checkpoints.
 
@@ -32,19 +33,29 @@ import random
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from bnlab.errors import UserError
-from bnlab.results import Store
+from bnlab.results import Store, StoreError
 from bnlab.sweep.context import RunContext
-from bnlab.sweep.execute import RunRecord, _finish, _prune, latest_step
+from bnlab.sweep.execute import (
+    _RUN_LOCK_WAIT_S,
+    RunRecord,
+    _fail,
+    _finish,
+    _hand_back,
+    _Job,
+    _prune,
+    _resume_point,
+    failure_kind,
+)
 from bnlab.sweep.keys import RunSpec
+from bnlab.sweep.lock import RunBusyError, run_lock
 
 __all__ = ["Lane", "RunRNG", "Steppable", "run_packed"]
 
@@ -152,23 +163,26 @@ def _starter(run_fn: Callable[..., Any]) -> StartFn:
 
 @dataclass
 class _Active:
-    """A packed run that is under way: what the store needs to end it."""
+    """A packed run that is under way: what the store needs to end it, and its run lock."""
 
     spec: RunSpec
     run_id: int
     ctx: RunContext
     lane: Lane
+    lock: ExitStack
+    note: str | None = field(default=None)
 
 
-def run_packed(store: Store, out_dir: Path, todo: list[tuple[RunSpec, int]], run_fn: Any,
-               prov: dict, bar: Any, pack: int) -> list[RunRecord]:  # fmt: skip
+def run_packed(store: Store, job: _Job, todo: list[tuple[RunSpec, int]], bar: Any,
+               pack: int) -> list[RunRecord]:  # fmt: skip
     """Run ``todo`` at most ``pack`` at a time, interleaved step by step; their records.
 
-    Called by :func:`bnlab.sweep.execute` for ``executor="packed"`` (``workers`` is the
-    pack size). A run that raises is stored ``failed`` and the others go on; Ctrl-C hands
-    every active run back ``pending`` and re-raises.
+    The packed executor of :func:`bnlab.sweep.execute` (``workers`` is the pack size). A
+    run that raises is stored ``failed`` and the others go on; a run another process holds
+    is ``lost``; Ctrl-C hands every active run back ``pending`` and re-raises; a failure of
+    the store stops the sweep with every active run resumable.
     """
-    start = _starter(run_fn)
+    start = _starter(job.run_fn)
     queue: deque[tuple[RunSpec, int]] = deque(todo)
     active: list[_Active] = []
     records: list[RunRecord] = []
@@ -176,7 +190,7 @@ def run_packed(store: Store, out_dir: Path, todo: list[tuple[RunSpec, int]], run
         while queue or active:
             while queue and len(active) < pack:
                 spec, run_id = queue.popleft()
-                opened = _open(store, out_dir, spec, run_id, start, prov)
+                opened = _open(store, job, spec, run_id, start)
                 if isinstance(opened, _Active):
                     active.append(opened)
                 else:
@@ -191,36 +205,49 @@ def run_packed(store: Store, out_dir: Path, todo: list[tuple[RunSpec, int]], run
                     bar.update(1)
     except BaseException:
         for run in active:
-            _hand_back(store, run)
+            run.lane.run.close()
+            _hand_back(store, run.ctx, run.run_id)
+            run.lock.close()
         raise
     return records
 
 
-def _open(store: Store, out_dir: Path, spec: RunSpec, run_id: int, start: StartFn,
-          prov: dict) -> _Active | RunRecord:  # fmt: skip
-    """Start (or resume) one run: an :class:`_Active`, or the record of a run that ended."""
-    ckpt = Path(out_dir) / "checkpoints" / spec.key[:16]
+def _open(store: Store, job: _Job, spec: RunSpec, run_id: int,
+          start: StartFn) -> _Active | RunRecord:  # fmt: skip
+    """Lock, start (or resume) one run: an :class:`_Active`, or the record of its end."""
+    lock = ExitStack()
     try:
-        resumed_from = latest_step(ckpt)
-    except ValueError as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        return RunRecord(spec.key, "failed", 0, str(exc))
-    store.start_run(run_id, resumed_from=resumed_from, provenance=prov)
-    ctx = RunContext(store, run_id, spec.key, ckpt, resumed_from)
-    try:
-        started = start(spec, ctx)
-    except KeyboardInterrupt:
-        ctx.flush()
-        store.finish_run(run_id, "pending", error="interrupted (KeyboardInterrupt); re-run")
-        raise
-    except Exception:
-        return _fail(store, spec, run_id, ctx, traceback.format_exc())
-    if not callable(getattr(started, "advance", None)):  # a measure-only run: it is done
-        ctx.flush()
-        record = _finish(store, run_id, spec.key, started)
-        _prune(ckpt)
-        return record
-    return _Active(spec, run_id, ctx, Lane(started))
+        lock.enter_context(run_lock(job.out_dir, spec.key, timeout=_RUN_LOCK_WAIT_S))
+    except RunBusyError as exc:
+        return RunRecord(spec.key, "lost", 0, str(exc))
+    with ExitStack() as unlock_unless_active:
+        unlock_unless_active.push(lock)
+        ckpt = job.out_dir / "checkpoints" / spec.key[:16]
+        try:
+            resumed_from, note = _resume_point(store, run_id, ckpt)
+        except ValueError as exc:
+            _fail(store, run_id, str(exc), "input")
+            return RunRecord(spec.key, "failed", 0, str(exc))
+        prov = job.prov if note is None else {**job.prov, "restarted": note}
+        store.start_run(run_id, resumed_from=resumed_from, provenance=prov)
+        ctx = RunContext(store, run_id, spec.key, ckpt, resumed_from)
+        try:
+            started = start(spec, ctx)
+            if not callable(getattr(started, "advance", None)):  # a measure-only run
+                ctx.flush()
+        except KeyboardInterrupt:
+            _hand_back(store, ctx, run_id)
+            raise
+        except StoreError:
+            raise
+        except Exception as exc:
+            return _failed(store, spec.key, run_id, ctx, exc, note)
+        if not callable(getattr(started, "advance", None)):
+            record = _finish(store, run_id, spec.key, started)
+            _prune(ckpt)
+            return RunRecord(record.key, record.status, record.steps_run, record.error, note)
+        unlock_unless_active.pop_all()  # the lock now belongs to the active run
+        return _Active(spec, run_id, ctx, Lane(started), lock, note)
 
 
 def _advance(store: Store, run: _Active) -> RunRecord | None:
@@ -230,27 +257,23 @@ def _advance(store: Store, run: _Active) -> RunRecord | None:
             return None
         run.lane.join()
         outcome = run.lane.run.finish()
-    except KeyboardInterrupt:
+        run.ctx.flush()
+    except (KeyboardInterrupt, StoreError):
         raise
-    except Exception:
+    except Exception as exc:
         run.lane.run.close()
-        return _fail(store, run.spec, run.run_id, run.ctx, traceback.format_exc())
-    run.ctx.flush()
-    record = _finish(store, run.run_id, run.spec.key, outcome)
-    _prune(run.ctx.checkpoint_dir)
-    return record
+        with run.lock:
+            return _failed(store, run.spec.key, run.run_id, run.ctx, exc, run.note)
+    with run.lock:
+        record = _finish(store, run.run_id, run.spec.key, outcome)
+        _prune(run.ctx.checkpoint_dir)
+    return RunRecord(record.key, record.status, record.steps_run, record.error, run.note)
 
 
-def _fail(store: Store, spec: RunSpec, run_id: int, ctx: RunContext,
-          error: str) -> RunRecord:  # fmt: skip
+def _failed(store: Store, key: str, run_id: int, ctx: RunContext, exc: Exception,
+            note: str | None) -> RunRecord:  # fmt: skip
+    error = traceback.format_exc()
     ctx.flush()
-    store.finish_run(run_id, "failed", error=error)
+    _fail(store, run_id, error, failure_kind(exc))
     _prune(ctx.checkpoint_dir)
-    return RunRecord(spec.key, "failed", 0, error)
-
-
-def _hand_back(store: Store, run: _Active) -> None:
-    """An interrupted run goes back ``pending``; rows past its checkpoint are re-measured."""
-    run.lane.run.close()
-    run.ctx.flush()
-    store.finish_run(run.run_id, "pending", error="interrupted (KeyboardInterrupt); re-run")
+    return RunRecord(key, "failed", 0, error, note)
