@@ -71,13 +71,15 @@ def _fake_data(dataset: str, folder: Path) -> None:
     """Write ``<folder>/<dataset>.npz`` with random images of the real file's format."""
     import numpy as np
 
+    from bnlab.data.cache import write_npz_atomic  # with the digests bnlab checks
+
     (n_train, n_test), shape = FAKE_DATA[dataset]
     rng = np.random.default_rng(0)
     arrays = {}
     for split, n in (("train", n_train), ("test", n_test)):
         arrays[f"x_{split}"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
         arrays[f"y_{split}"] = rng.integers(0, 10, n, dtype=np.int64)
-    np.savez(folder / f"{dataset}.npz", **arrays)
+    write_npz_atomic(folder / f"{dataset}.npz", arrays)
 
 
 def run_recipe(device: str, quick: bool, name: str) -> str:
