@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bnlab.errors import UserError
-from bnlab.names import DATA, DEVICES, EXECUTORS, MAX_WORKERS, SCALES
+from bnlab.names import COMPILE_MODES, DATA, DEVICES, EXECUTORS, MAX_WORKERS, SCALES
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
@@ -76,11 +76,16 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                    help="YAML file of config overrides")
     p.add_argument("--executor", default="serial", choices=EXECUTORS,
-                   help="run serially or in a local process pool")
+                   help="run serially, in a local process pool, or several runs packed "
+                   "into this process (they share one GPU)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where data and models live (auto: CUDA when available)")
     p.add_argument("--workers", type=_int_between(1, MAX_WORKERS), default=2,
                    help=f"processes for --executor process (1 to {MAX_WORKERS})")
+    p.add_argument("--pack", type=_int_between(1, MAX_WORKERS), default=4, metavar="N",
+                   help=f"runs interleaved at once by --executor packed (1 to {MAX_WORKERS})")
+    p.add_argument("--compile", default="none", choices=COMPILE_MODES,
+                   help="graphs: replay each training step as one CUDA graph (needs CUDA)")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -91,7 +96,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "seeds": args.seeds, "sets": args.sets, "config_file": args.config,
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
-        "device": args.device,
+        "device": args.device, "compile": args.compile, "pack": args.pack,
     }
 
 
@@ -244,6 +249,8 @@ def _error(command: str, err: BaseException, prefix: str = "") -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bnlab`` command."""
+    from bnlab.bench import BENCHES  # light: the tables import their stacks when run
+
     parser = _Parser(prog="bnlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="registered recipes").set_defaults(func=_cmd_list)
@@ -279,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmark tables: ratios against baselines timed in "
                            "the same process")
-    bench.add_argument("which", choices=("layers", "probes", "loop", "hessian", "all"))
+    bench.add_argument("which", choices=(*BENCHES, "all"))
     bench.add_argument("--device", default="auto", choices=DEVICES)
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes: checks the machinery runs; ratios are not measurements")

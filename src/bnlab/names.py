@@ -8,7 +8,15 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["DATA", "DEVICES", "EXECUTION_FIELDS", "EXECUTORS", "MAX_WORKERS", "SCALES"]
+__all__ = [
+    "COMPILE_MODES",
+    "DATA",
+    "DEVICES",
+    "EXECUTION_FIELDS",
+    "EXECUTORS",
+    "MAX_WORKERS",
+    "SCALES",
+]
 
 #: Recipe scales, smallest first (DESIGN.md, "Scales and data").
 SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
@@ -16,8 +24,12 @@ SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
 DATA: tuple[str, ...] = ("mnist1d", "paper")
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-#: Values of ``--executor``.
-EXECUTORS: tuple[str, ...] = ("serial", "process")
+#: Values of ``--executor``: one run at a time, a pool of processes, or several runs
+#: interleaved step by step in one process (sharing one GPU; bnlab.sweep.packed).
+EXECUTORS: tuple[str, ...] = ("serial", "process", "packed")
+#: Values of ``--compile``: eager steps, or each step replayed as a CUDA graph
+#: (bnlab.train.graphs).
+COMPILE_MODES: tuple[str, ...] = ("none", "graphs")
 #: The most worker processes one sweep may start (each holds its own torch, ~0.5 GB).
 MAX_WORKERS = 256
 #: Config fields that say how a run is executed, not what it computes: never in a run key.

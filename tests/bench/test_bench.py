@@ -18,7 +18,7 @@ from bnlab.probes.hessian import hessian_eigs
 
 
 def test_unknown_benchmark_lists_the_choices():
-    with pytest.raises(ValueError, match="layers, probes, loop, hessian, all"):
+    with pytest.raises(ValueError, match="layers, probes, loop, hessian, graphs, packing, all"):
         run_bench("speed", "cpu")
 
 

@@ -3,8 +3,10 @@
 ``run_bench(which, device)`` runs one table (or all) in-process and returns printable text:
 ``layers`` (every norm against ``torch.nn.BatchNorm2d``, with kernel and memory-pass
 counts), ``probes`` (each probe in training steps), ``loop`` (``bnlab.train.train`` against
-a bare loop), ``hessian`` (top eigenvalue against PyHessian's power iteration, with a
-float64 reference and, on a GPU, TF32 on and off). Every header states the device, the
+a bare loop; on CUDA also with ``compile="graphs"``), ``hessian`` (top eigenvalue against
+PyHessian's power iteration, with a float64 reference and, on a GPU, TF32 on and off),
+``graphs`` (the VGG-16 step eager against CUDA-graph replays) and ``packing`` (aggregate
+throughput of VGG-16 runs packed into one process). Every header states the device, the
 torch version and the CPU thread count; every number is a ratio to a baseline measured in
 the same process, never an absolute target. ``benchmarks/bench_*.py`` are thin wrappers;
 ``benchmarks/gpu_check.py`` runs the GPU checks in one go.
@@ -24,15 +26,16 @@ from bnlab.errors import UserError
 
 __all__ = ["BENCHES", "run_bench"]
 
-BENCHES = ("layers", "probes", "loop", "hessian")
+BENCHES = ("layers", "probes", "loop", "hessian", "graphs", "packing")
 
 
 def _tables() -> dict[str, Callable[..., str]]:
     # imported here: `import bnlab.bench` stays light, each table pulls its own stack
-    from bnlab.bench import hessian, layers, loop, probes
+    from bnlab.bench import graphs, hessian, layers, loop, probes
 
     return {"layers": layers.table, "probes": probes.table, "loop": loop.table,
-            "hessian": hessian.table}  # fmt: skip
+            "hessian": hessian.table, "graphs": graphs.graphs_table,
+            "packing": graphs.packing_table}  # fmt: skip
 
 
 def run_bench(which: str, device: str = "cpu", *, quick: bool = False,
@@ -40,7 +43,8 @@ def run_bench(which: str, device: str = "cpu", *, quick: bool = False,
     """Run benchmark tables in this process and return them as printable text.
 
     Args:
-        which: ``"layers"``, ``"probes"``, ``"loop"``, ``"hessian"`` or ``"all"``.
+        which: ``"layers"``, ``"probes"``, ``"loop"``, ``"hessian"``, ``"graphs"``,
+            ``"packing"`` or ``"all"``.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         quick: tiny sizes and few repeats: checks that the machinery runs (a dry run),
             its ratios are not measurements.

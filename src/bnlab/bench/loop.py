@@ -2,7 +2,10 @@
 
 Both loops train the same model on the same in-memory batches, in the same process; each
 repeat rebuilds the model from the same seed and the two loops alternate order. Reported:
-median seconds per step of each, and their ratio.
+median seconds per step of each, and their ratio. On CUDA a third column times
+``compile="graphs"`` (each step one CUDA graph replay, after its warm-up and capture) as a
+ratio to the bare loop. The VGG-16 step and packing tables live in
+:mod:`bnlab.bench.graphs`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import nn
 
 from bnlab.bench._timing import header, resolve_device, sync
-from bnlab.train import SGD, MemorySink, build_optimizer, train
+from bnlab.train import SGD, MemorySink, TrainRun, build_optimizer, train
 
 CE = nn.functional.cross_entropy
 
@@ -74,6 +77,24 @@ def _bnlab(model: nn.Module, loader: _Batches, steps: int) -> None:
     train(model, loader, CE, opt, steps=steps, sink=MemorySink(), log_every=100)
 
 
+def _graphs_per_step(make: Callable[[], nn.Module], loader: _Batches, steps: int,
+                     device: torch.device) -> float:  # fmt: skip
+    """Seconds per step of ``compile="graphs"`` once warmed up and captured."""
+    torch.manual_seed(0)
+    model = make().to(device)
+    opt = build_optimizer(SGD(0.1), model.parameters())
+    run = TrainRun(model, loader, CE, opt, steps=steps + 10, log_every=100,
+                   compile="graphs").start()  # fmt: skip
+    for _ in range(10):  # warm-up, capture
+        run.advance()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        run.advance()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
 def _timed(fn: Callable[[nn.Module, _Batches, int], None], make: Callable[[], nn.Module],
            loader: _Batches, steps: int, device: torch.device) -> float:  # fmt: skip
     torch.manual_seed(0)
@@ -96,9 +117,15 @@ def _row(name: str, make: Callable[[], nn.Module], shape: tuple[int, ...], batch
     for r in range(repeats):
         for key, fn in order if r % 2 == 0 else order[::-1]:
             times[key].append(_timed(fn, make, loader, steps, device))
+        if device.type == "cuda":
+            times.setdefault("graphs", []).append(_graphs_per_step(make, loader, steps, device))
     bare, ours = statistics.median(times["bare"]), statistics.median(times["bnlab"])
-    return (f"  {name:<28} bare {bare * 1e6:8.1f} us/step   train() {ours * 1e6:8.1f} us/step"
+    line = (f"  {name:<28} bare {bare * 1e6:8.1f} us/step   train() {ours * 1e6:8.1f} us/step"
             f"   ratio {ours / bare:.3f}")  # fmt: skip
+    if "graphs" in times:
+        graphs = statistics.median(times["graphs"])
+        line += f"   graphs {graphs * 1e6:8.1f} us/step   ratio {graphs / bare:.3f}"
+    return line
 
 
 def table(device: str | torch.device = "cpu", *, quick: bool = False,

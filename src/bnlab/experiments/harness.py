@@ -4,9 +4,10 @@
 config from the stored one, seeds Python, numpy and torch and fixes the thread count,
 resolves the device, records device, dtype and threads in the run's provenance, calls the
 recipe's ``build(cfg, env)`` and then either trains (:class:`Training`, through
-:func:`bnlab.train.train` with the run's checkpoint directory, sink and progress bar) or
-measures (:class:`Measure`, for recipes that take no optimizer steps). A recipe therefore
-never touches seeding, devices, provenance, checkpoints or the store.
+:class:`bnlab.train.TrainRun` with the run's checkpoint directory, sink, progress bar and
+``--compile`` mode) or measures (:class:`Measure`, for recipes that take no optimizer
+steps). :func:`start_spec` does the same up to a started run, for the packed executor.
+A recipe therefore never touches seeding, devices, provenance, checkpoints or the store.
 
 Example (inside a recipe module):
     >>> def build(cfg: MyConfig, env: RunEnv) -> Training:     # doctest: +SKIP
@@ -35,11 +36,11 @@ from bnlab.experiments.recipe import get_recipe
 from bnlab.names import DEVICES
 from bnlab.probes.base import Probe
 from bnlab.sweep import RunContext, RunSpec
-from bnlab.train import seed_everything, train
-from bnlab.train.loop import BatchSource, Evaluate, LossFn, TrainResult
+from bnlab.train import seed_everything
+from bnlab.train.loop import BatchSource, Evaluate, LossFn, TrainResult, TrainRun
 from bnlab.train.schedules import Schedule
 
-__all__ = ["DEVICES", "Measure", "RunEnv", "Training", "resolve_device", "run_spec"]
+__all__ = ["DEVICES", "Measure", "RunEnv", "Training", "resolve_device", "run_spec", "start_spec"]
 
 LogFn = Callable[[int, str, Any], None]
 
@@ -159,26 +160,48 @@ def _measure(job: Measure, ctx: RunContext) -> dict[str, Any]:
     return {"status": "finished", "first_bad_step": None, "steps_run": 0}
 
 
-def run_spec(spec: RunSpec, ctx: RunContext) -> TrainResult | dict[str, Any]:
-    """Perform one run of any registered recipe (the sweep's ``run_fn``)."""
+def start_spec(spec: RunSpec, ctx: RunContext) -> TrainRun | dict[str, Any]:
+    """Build one run of any registered recipe and start it, without training it.
+
+    Seeds, threads, device, provenance and ``build`` as :func:`run_spec`; a training job
+    comes back as a started :class:`~bnlab.train.loop.TrainRun` (resumed from the run's
+    checkpoint, if any) that the caller advances; a measure-only job runs at once and its
+    outcome comes back. ``run_spec`` drives the run to its end; the packed executor
+    (:mod:`bnlab.sweep.packed`) interleaves several.
+    """
     recipe = get_recipe(spec.recipe)
     cfg = recipe.config_of(spec.config)
     device = torch.device(resolve_device(spec.execution.get("device", "cpu")))
+    compile_mode = spec.execution.get("compile", "none")
     seed_everything(spec.seed, threads=cfg.threads)
     env = RunEnv(spec.seed, spec.config["scale"], spec.config["data"], recipe.card.dataset,
                  device)
     _provenance(ctx, device)
+    if compile_mode != "none":
+        ctx.add_provenance(compile=compile_mode)
     job = recipe.build(cfg, env)
     if isinstance(job, Measure):
         return _measure(job, ctx)
     if not isinstance(job, Training):
         raise TypeError(f"{recipe.name}: build returned {type(job).__name__}, "
                         "expected Training or Measure")
-    return train(
+    return TrainRun(
         env.place(job.model), job.loader, job.loss, job.optimizer, steps=job.steps,
         schedule=job.schedule, evaluate=job.evaluate, eval_every=job.eval_every,
         probes=job.probes, sink=ctx, log_every=job.log_every,
         checkpoint_dir=ctx.checkpoint_dir, checkpoint_every=job.checkpoint_every,
         divergence_factor=job.divergence_factor, progress=ctx.progress,
-        desc=recipe.describe_run(spec.config, spec.seed),
-    )
+        desc=recipe.describe_run(spec.config, spec.seed), compile=compile_mode,
+    ).start()
+
+
+def run_spec(spec: RunSpec, ctx: RunContext) -> TrainResult | dict[str, Any]:
+    """Perform one run of any registered recipe (the sweep's ``run_fn``).
+
+    ``run_spec.start`` is :func:`start_spec`: the packed executor finds it there.
+    """
+    run = start_spec(spec, ctx)
+    return run.run() if isinstance(run, TrainRun) else run
+
+
+run_spec.start = start_spec  # type: ignore[attr-defined]

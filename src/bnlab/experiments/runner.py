@@ -14,6 +14,7 @@ from typing import Any
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
 from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
+from bnlab.names import COMPILE_MODES, MAX_WORKERS
 from bnlab.registry import UnknownNameError, normalize_name
 from bnlab.sweep import SweepSummary, execute
 
@@ -88,12 +89,14 @@ def plan(
     sets: Sequence[str] = (),
     config_file: Path | None = None,
     device: str = "cpu",
+    compile: str = "none",
 ) -> Plan[Any]:
     """The recipe's validated config and run grid at ``scale``, without running anything."""
     recipe = get_recipe(name)
+    execution = {"device": device} if compile == "none" else {"device": device,
+                                                              "compile": compile}
     return recipe.plan(scale, data=data, seeds=parse_seeds(seeds, recipe.seeds.get(scale, 3)),
-                       sets=sets,
-                       config_file=config_file, execution={"device": device})
+                       sets=sets, config_file=config_file, execution=execution)
 
 
 def run_recipes(
@@ -111,6 +114,8 @@ def run_recipes(
     retry_failed: bool = False,
     progress: bool = True,
     device: str = "auto",
+    compile: str = "none",
+    pack: int = 4,
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
@@ -127,9 +132,10 @@ def run_recipes(
         # Workers are separate processes: the data location travels in the environment.
         os.environ["BNLAB_DATA"] = str(Path(data_dir).resolve())
     resolved = resolve_device(device)
+    _check_execution(resolved, compile, executor, pack)
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
-             device=resolved)
+             device=resolved, compile=compile)
         for n in (select_recipes(names) if names else list_recipes())
     ]
     summaries = []
@@ -139,10 +145,23 @@ def run_recipes(
             print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {resolved} "
                   f"({card.paper}, {card.figure})")
         summaries.append(
-            execute(p.specs, out, run_spec, executor=executor, workers=workers,
+            execute(p.specs, out, run_spec, executor=executor,
+                    workers=pack if executor == "packed" else workers,
                     retry_failed=retry_failed, progress=progress)
         )
     return summaries
+
+
+def _check_execution(device: str, compile: str, executor: str, pack: int) -> None:
+    """Refuse, in one line each, execution options that cannot work here."""
+    if compile not in COMPILE_MODES:
+        raise UserError(f"unknown --compile {compile!r}; valid: {', '.join(COMPILE_MODES)}")
+    if compile == "graphs" and device != "cuda":
+        raise UserError(f"--compile graphs needs a CUDA device, but runs go to {device}; "
+                        "run on a GPU machine (--device cuda or auto) or drop --compile")
+    if executor == "packed" and (isinstance(pack, bool) or not isinstance(pack, int)
+                                 or not 1 <= pack <= MAX_WORKERS):
+        raise UserError(f"--pack must be an int from 1 to {MAX_WORKERS}, got {pack!r}")
 
 
 def describe_recipes() -> str:

@@ -65,6 +65,10 @@ class NoiseSource:
             self._generator.manual_seed(seed)
         return self._generator
 
+    def noise_generator(self) -> torch.Generator:
+        """The generator the noise is drawn from (a CUDA graph capture registers it)."""
+        return self._generator
+
     def noise_state(self) -> dict[str, Any]:
         """The generator's state; :meth:`set_noise_state` on it replays the next draws."""
         return {"device": str(self._generator.device), "rng": self._generator.get_state()}
@@ -77,7 +81,12 @@ class NoiseSource:
         """
         if not isinstance(state, dict) or not {"device", "rng"} <= state.keys():
             raise ValueError("set_noise_state expects the dict returned by noise_state()")
-        generator = torch.Generator(device=torch.device(state["device"]))
+        device = torch.device(state["device"])
+        if self._generator.device == device:
+            # In place: a CUDA graph that registered this generator keeps drawing from it.
+            self._generator.set_state(state["rng"].clone())
+            return
+        generator = torch.Generator(device=device)
         generator.set_state(state["rng"].clone())
         self._generator = generator
 
@@ -92,6 +101,10 @@ class NoiseSource:
         """
         gen = self._generator_for(a.device)
         args = (a, gen, self.n_mu, self.n_sigma, self.r_mu, self.r_sigma)
+        if reuse_m and a.is_cuda and torch.cuda.is_current_stream_capturing():
+            # a generator's state cannot be read during a CUDA graph capture, and a capture
+            # is never inside a torch.func transform: no rewind needed
+            return bnf.santurkar_noise(*args, out_m=self._m_buffer(a))
         if reuse_m:
             state = gen.get_state()
             try:

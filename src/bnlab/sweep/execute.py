@@ -25,7 +25,9 @@ never trained by two processes at once, whatever was left running by a killed sw
 
 Executors (one function each, same signature, chosen from :data:`_EXECUTORS`): ``serial``
 runs in this process; ``process`` runs on a pool of spawned worker processes, each opening
-its own :class:`~bnlab.results.Store` (SQLite in WAL mode lets them write concurrently).
+its own :class:`~bnlab.results.Store` (SQLite in WAL mode lets them write concurrently);
+``packed`` interleaves up to ``workers`` runs step by step in this process, to share one
+GPU (:mod:`bnlab.sweep.packed`).
 Pool workers die with the sweep (a parent-death signal on Linux, and a watchdog thread
 everywhere), ignore the terminal's Ctrl-C and are stopped by the sweep instead, and are
 never handed more runs than they can start, so nothing queued starts after Ctrl-C.
@@ -400,9 +402,17 @@ def _process(store: Store, job: _Job, todo: list, bar: tqdm, workers: int) -> li
     return records
 
 
+def _packed(store: Store, job: _Job, todo: list, bar: tqdm, workers: int) -> list[RunRecord]:
+    """Interleave up to ``workers`` runs step by step in this process (bnlab.sweep.packed)."""
+    from bnlab.sweep.packed import run_packed  # torch only for this executor
+
+    return run_packed(store, job, todo, bar, workers)
+
+
 _EXECUTORS: dict[str, Callable[[Store, _Job, list, tqdm, int], list[RunRecord]]] = {
     "serial": _serial,
     "process": _process,
+    "packed": _packed,
 }
 
 
@@ -528,9 +538,12 @@ def execute(
             :class:`RunContext`. The outcome (object or dict) has ``status``
             (``"finished"``/``"diverged"``), ``first_bad_step`` and ``steps_run``, like
             ``bnlab.train``'s ``TrainResult``.
-        executor: ``"serial"`` or ``"process"``.
+        executor: ``"serial"``, ``"process"`` or ``"packed"`` (``run_fn`` then needs a
+            ``start(spec, ctx)`` attribute returning a steppable run, as
+            ``bnlab.experiments.run_spec`` has).
         workers: worker processes of the ``process`` executor (1 to :data:`MAX_WORKERS`;
-            no more are started than there are runs to do).
+            no more are started than there are runs to do); runs interleaved at once by
+            the ``packed`` executor.
         retry_failed: run ``failed`` runs again, whatever their failure.
         progress: show a tqdm bar on stderr; ``None``: only when stderr is a terminal.
         lock_timeout: seconds to wait for another sweep on ``out_dir``; ``0`` refuses at

@@ -8,7 +8,7 @@ Example:
 """
 
 from bnlab.train.checkpoint import latest_step
-from bnlab.train.loop import BatchSource, TrainResult, train
+from bnlab.train.loop import BatchSource, TrainResult, TrainRun, train
 from bnlab.train.optim import SGD, Adam, OptimizerConfig, build_optimizer
 from bnlab.train.schedules import (
     Constant,
@@ -39,6 +39,7 @@ __all__ = [
     "Sink",
     "Step",
     "TrainResult",
+    "TrainRun",
     "Warmup",
     "build_optimizer",
     "latest_step",

@@ -45,10 +45,11 @@ from bnlab.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from bnlab.train.graphs import COMPILE_MODES, GraphSteps
 from bnlab.train.schedules import Constant, LRSchedule, Schedule
 from bnlab.train.sink import NullSink, Sink
 
-__all__ = ["BatchSource", "TrainResult", "train"]
+__all__ = ["BatchSource", "TrainResult", "TrainRun", "train"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -142,6 +143,7 @@ class _Loop:
         self.lr_factor: float | None = None
         self.final: dict[str, float] = {}
         self.progress: Progress | None = None
+        self.graph: GraphSteps | None = None  # set by TrainRun for compile="graphs"
 
     # -- resume and checkpoints -------------------------------------------------------
     def resume(self) -> int | None:
@@ -252,9 +254,12 @@ class _Loop:
     def update(self, step: int, batch: Batch) -> None:
         """One optimizer update; probes run between backward and ``optimizer.step()``."""
         lr = self.set_lr(step)
+        due = [p for p in self.probes if p.due(step)] if self.probes else []
+        if self.graph is not None and not due:  # probes need the eager step's graph and grads
+            self.guard.push(self.graph(batch))
+            return
         inputs, targets = batch
         self.optimizer.zero_grad(set_to_none=True)
-        due = [p for p in self.probes if p.due(step)] if self.probes else []
         with self.watching(due) if due else nullcontext():
             loss = self.loss_fn(self.model(inputs), targets)
         loss.backward()
@@ -267,31 +272,169 @@ class _Loop:
     def due(self, every: int, step: int) -> bool:
         return every > 0 and step % every == 0
 
-    def run(self, start: int) -> tuple[str, int | None]:
-        """Steps ``start … steps−1``; return (status, first bad step)."""
-        opts, bad = self.opts, None
-        batches = _batches(self.loader, start)
-        self.model.train()
-        for step in range(start, opts.steps):
-            if step > start and self.due(opts.checkpoint_every, step):
-                self.checkpoint(step)
-            if step > 0 and self.due(opts.eval_every, step):
-                if self.guard.peek() is not None:  # do not evaluate a diverged model
-                    return "diverged", self.close_interval(step)
-                self.run_evaluation(step)
-            self.update(step, next(batches))
-            if (step + 1) % opts.log_every == 0 or step + 1 == opts.steps:
-                bad = self.close_interval(step + 1)
-                if bad is not None:
-                    return "diverged", bad
-        self.run_evaluation(opts.steps)
-        return "finished", None
-
 
 def _device_of(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
     return torch.device("cpu")
+
+
+class TrainRun:
+    """One training run that advances one loop iteration at a time.
+
+    :func:`train` is ``TrainRun(...).run()``; the packed sweep executor
+    (:mod:`bnlab.sweep.packed`) builds several and interleaves their :meth:`advance` calls.
+    The arguments are :func:`train`'s. The life cycle:
+
+    * :meth:`start` resumes from the checkpoint directory, if it holds a checkpoint, and
+      puts the model in train mode;
+    * :meth:`advance` performs the iteration at step ``s``: the checkpoint and the
+      evaluation due at ``s``, update ``s``, and the log interval (with its divergence
+      check) that ends after it; after the last update, the final evaluation. It returns
+      whether more remain;
+    * :meth:`finish` flushes the sink, removes the checkpoints and returns the
+      :class:`TrainResult`.
+
+    Interleaving runs is safe when each run's global RNG streams are swapped in around its
+    :meth:`advance` (the packed executor does): everything else a run touches is its own.
+
+    Example:
+        >>> run = TrainRun(model, loader, loss_fn, opt, steps=100).start()  # doctest: +SKIP
+        >>> while run.advance():                                           # doctest: +SKIP
+        ...     pass
+        >>> result = run.finish()                                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: BatchSource,
+        loss_fn: LossFn,
+        optimizer: torch.optim.Optimizer,
+        *,
+        steps: int,
+        schedule: Schedule | None = None,
+        evaluate: Evaluate | None = None,
+        eval_every: int = 0,
+        probes: Sequence[Probe] = (),
+        sink: Sink | None = None,
+        log_every: int = 100,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        divergence_factor: float | None = 100.0,
+        progress: bool = False,
+        desc: str | None = None,
+        compile: str = "none",
+    ) -> None:
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
+        opts = _Options(steps, log_every, eval_every, checkpoint_every, ckpt, divergence_factor)
+        opts.validate()
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+        self._loop = _Loop(model, loader, loss_fn, optimizer, opts, schedule or Constant(),
+                           evaluate, probes, sink or NullSink())
+        if compile == "graphs":
+            self._loop.graph = GraphSteps(model, loss_fn, optimizer)
+        self._show, self._desc = progress, desc
+        self._batches: Iterator[Batch] | None = None
+        self.resumed_from: int | None = None
+        self.start_step = 0
+        self.step = 0  # the next update to perform
+        self.status: str | None = None  # "finished" or "diverged" once the run has ended
+        self.first_bad_step: int | None = None
+
+    @property
+    def graph(self) -> GraphSteps | None:
+        """The captured-step machinery of ``compile="graphs"`` (``None`` when eager)."""
+        return self._loop.graph
+
+    @graph.setter
+    def graph(self, steps: GraphSteps | None) -> None:
+        self._loop.graph = steps
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives (the device of its first parameter; CPU without any)."""
+        return _device_of(self._loop.model)
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (finished or diverged)."""
+        return self.status is not None
+
+    def start(self) -> TrainRun:
+        """Resume from the latest checkpoint, if any; returns ``self``.
+
+        Raises:
+            ValueError: for a checkpoint that does not fit the run.
+        """
+        loop = self._loop
+        self.resumed_from = loop.resume()
+        self.start_step = self.step = self.resumed_from or 0
+        loop.progress = Progress(self._show, loop.opts.steps, self.step, self._desc)
+        self._batches = _batches(loop.loader, self.step)
+        loop.model.train()
+        return self
+
+    def advance(self) -> bool:
+        """Perform the loop iteration at :attr:`step`; return whether the run goes on."""
+        if self.done:
+            return False
+        if self._batches is None:
+            raise RuntimeError("TrainRun.advance() before start()")
+        loop, opts, step = self._loop, self._loop.opts, self.step
+        if step >= opts.steps:  # resumed at the end: only the final evaluation is left
+            loop.run_evaluation(opts.steps)
+            return self._end("finished", None)
+        if step > self.start_step and loop.due(opts.checkpoint_every, step):
+            loop.checkpoint(step)
+        if step > 0 and loop.due(opts.eval_every, step):
+            if loop.guard.peek() is not None:  # do not evaluate a diverged model
+                return self._end("diverged", loop.close_interval(step))
+            loop.run_evaluation(step)
+        loop.update(step, next(self._batches))
+        self.step = step + 1
+        if self.step % opts.log_every == 0 or self.step == opts.steps:
+            bad = loop.close_interval(self.step)
+            if bad is not None:
+                return self._end("diverged", bad)
+        if self.step == opts.steps:
+            loop.run_evaluation(opts.steps)
+            return self._end("finished", None)
+        return True
+
+    def _end(self, status: str, bad: int | None) -> bool:
+        self.status, self.first_bad_step = status, bad
+        return False
+
+    def finish(self) -> TrainResult:
+        """Flush the sink, remove the checkpoints and return the result of the run."""
+        if self.status is None:
+            raise RuntimeError("TrainRun.finish() before the run ended")
+        loop = self._loop
+        self.close()
+        loop.sink.flush()
+        if loop.opts.checkpoint_dir is not None:
+            remove_checkpoints(loop.opts.checkpoint_dir)
+        steps_run = max(loop.guard.start - self.start_step, 0)  # the guard saw every update
+        return TrainResult(self.status, self.first_bad_step, self.resumed_from, steps_run,
+                           dict(loop.final))
+
+    def close(self) -> None:
+        """Remove the progress bar (also when the run is abandoned: interrupted, failed)."""
+        if self._loop.progress is not None:
+            self._loop.progress.close()
+
+    def run(self) -> TrainResult:
+        """Start (if not started), advance to the end and finish: what :func:`train` does."""
+        if self._batches is None:
+            self.start()
+        try:
+            while self.advance():
+                pass
+        finally:
+            self.close()
+        return self.finish()
 
 
 def train(
@@ -312,13 +455,14 @@ def train(
     divergence_factor: float | None = 100.0,
     progress: bool = False,
     desc: str | None = None,
+    compile: str = "none",
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer updates.
 
     If ``checkpoint_dir`` holds a checkpoint (``latest.json``), the run resumes from it and
     continues bit-identically on CPU; build ``model``, ``optimizer`` and probes as for a
     fresh run. The learning rate of each parameter group is its initial ``lr`` times
-    ``schedule`` (see :mod:`bnlab.train.schedules`).
+    ``schedule`` (see :mod:`bnlab.train.schedules`). This drives a :class:`TrainRun`.
 
     Args:
         model: the network; put in train mode by the loop.
@@ -342,6 +486,9 @@ def train(
             counts as divergence, as does a non-finite loss; ``None`` checks finiteness only.
         progress: show a progress bar (only when stderr is a terminal).
         desc: the progress bar's label.
+        compile: ``"none"`` (eager) or ``"graphs"``: each update without a due probe is
+            one CUDA graph replay (forward, backward, optimizer step; see
+            :mod:`bnlab.train.graphs`). Needs a CUDA device.
 
     Returns:
         A :class:`TrainResult`. A diverged run stops at the end of the log interval (or
@@ -349,21 +496,12 @@ def train(
 
     Raises:
         ValueError: for a bad option or a checkpoint that does not fit the run.
+        bnlab.errors.UserError: for ``compile="graphs"`` on a model graph mode cannot
+            capture (not on CUDA, ``momentum=None`` norms, an optimizer with host state).
     """
-    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
-    opts = _Options(steps, log_every, eval_every, checkpoint_every, ckpt, divergence_factor)
-    opts.validate()
-    loop = _Loop(model, loader, loss_fn, optimizer, opts, schedule or Constant(), evaluate,
-                 probes, sink or NullSink())
-    resumed_from = loop.resume()
-    start = resumed_from or 0
-    loop.progress = Progress(progress, steps, start, desc)
-    try:
-        status, bad = loop.run(start)
-    finally:
-        loop.progress.close()
-    loop.sink.flush()
-    if ckpt is not None:
-        remove_checkpoints(ckpt)
-    steps_run = max(loop.guard.start - start, 0)  # the guard has seen every update
-    return TrainResult(status, bad, resumed_from, steps_run, dict(loop.final))
+    return TrainRun(
+        model, loader, loss_fn, optimizer, steps=steps, schedule=schedule, evaluate=evaluate,
+        eval_every=eval_every, probes=probes, sink=sink, log_every=log_every,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        divergence_factor=divergence_factor, progress=progress, desc=desc, compile=compile,
+    ).run()
