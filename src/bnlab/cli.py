@@ -154,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--out", type=Path, default=Path("bnlab_out"))
     status.set_defaults(func=_cmd_status)
 
-    export = sub.add_parser("export", help="write the stored results as CSV or Parquet")
+    export = sub.add_parser("export", help="write the stored results as CSV, Parquet or "
+                            "TensorBoard event files")
     export.add_argument("--out", type=Path, default=Path("bnlab_out"))
-    export.add_argument("--format", choices=("csv", "parquet"), required=True)
+    export.add_argument("--format", choices=("csv", "parquet", "tensorboard"), required=True)
     export.add_argument("--dest", type=Path, required=True)
     export.set_defaults(func=_cmd_export)
 
