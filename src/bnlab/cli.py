@@ -32,12 +32,22 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                    help="YAML file of config overrides")
     p.add_argument("--executor", default="serial", choices=EXECUTORS,
-                   help="run serially or in a local process pool")
+                   help="run serially, in a local process pool, or as Ray tasks")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where data and models live (auto: CUDA when available)")
     p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--checkpoint-root", type=Path, default=None, metavar="DIR",
+                   help="where runs keep checkpoints (default: <out>/checkpoints); with Ray "
+                        "on a cluster, a path every node reaches")
+    ray = p.add_argument_group("--executor ray (pip install 'bnlab[ray]')")
+    ray.add_argument("--address", default=None,
+                     help="auto (this machine's cluster) or HOST:PORT; default: a local Ray")
+    ray.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
+                     help="GPUs each run requests (0.25 packs four runs on a GPU)")
+    ray.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                     help="CPUs each run requests (default 1)")
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -46,8 +56,19 @@ def _run_options(args: argparse.Namespace) -> dict:
         "seeds": args.seeds, "sets": args.sets, "config_file": args.config,
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
-        "device": args.device,
+        "device": args.device, "checkpoint_root": args.checkpoint_root,
+        "executor_options": _ray_options(args),
     }
+
+
+def _ray_options(args: argparse.Namespace) -> dict | None:
+    """The Ray flags given (``None`` when none was): refused for other executors."""
+    given = {k: v for k, v in (("address", args.address), ("gpus_per_run", args.gpus_per_run),
+                               ("cpus_per_run", args.cpus_per_run)) if v is not None}
+    if given and args.executor != "ray":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"{flags} apply to --executor ray only; add --executor ray or drop them")
+    return given or None
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

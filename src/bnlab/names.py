@@ -17,6 +17,6 @@ DATA: tuple[str, ...] = ("mnist1d", "paper")
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Values of ``--executor``.
-EXECUTORS: tuple[str, ...] = ("serial", "process")
+EXECUTORS: tuple[str, ...] = ("serial", "process", "ray")
 #: Config fields that say how a run is executed, not what it computes: never in a run key.
 EXECUTION_FIELDS: frozenset[str] = frozenset({"out", "executor", "workers", "progress"})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
 from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
+from bnlab.names import DEVICES
 from bnlab.sweep import SweepSummary, execute
 
 __all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes"]
@@ -81,12 +82,17 @@ def run_recipes(
     retry_failed: bool = False,
     progress: bool = True,
     device: str = "auto",
+    checkpoint_root: Path | None = None,
+    executor_options: Mapping[str, Any] | None = None,
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
     Every recipe is planned (and its overrides validated) before the first run starts, so a
     typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
     With several recipes, every ``--set`` key must be a field of each of them.
+    With ``executor="ray"`` the device is resolved by each run on its worker (the driver
+    may have no GPU), and ``executor_options`` (``address``, ``cpus_per_run``,
+    ``gpus_per_run``) place the runs (:mod:`bnlab.sweep.ray_executor`).
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -94,7 +100,7 @@ def run_recipes(
                             "that holds mnist.npz / cifar10.npz")
         # Workers are separate processes: the data location travels in the environment.
         os.environ["BNLAB_DATA"] = str(Path(data_dir).resolve())
-    resolved = resolve_device(device)
+    resolved = _device_for(executor, device, executor_options)
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved)
@@ -108,9 +114,23 @@ def run_recipes(
                   f"({card.paper}, {card.figure})")
         summaries.append(
             execute(p.specs, out, run_spec, executor=executor, workers=workers,
-                    retry_failed=retry_failed, progress=progress)
+                    retry_failed=retry_failed, progress=progress,
+                    checkpoint_root=checkpoint_root, options=executor_options)
         )
     return summaries
+
+
+def _device_for(executor: str, device: str, options: Mapping[str, Any] | None) -> str:
+    """The device runs are told to use: resolved here, or by each Ray worker."""
+    if executor != "ray":
+        return resolve_device(device)
+    if device not in DEVICES:
+        raise UserError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "cuda" and not (options or {}).get("gpus_per_run"):
+        raise UserError("--device cuda with --executor ray needs --gpus-per-run (e.g. 1, or "
+                        "0.25 to pack four runs on a GPU): Ray hides GPUs from tasks that "
+                        "request none")
+    return device
 
 
 def describe_recipes() -> str:

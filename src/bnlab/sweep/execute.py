@@ -13,11 +13,13 @@ Re-running a sweep is always safe (DESIGN.md, "Contracts"):
 
 Executors: ``serial`` runs in this process; ``process`` runs on a pool of spawned worker
 processes, each opening its own :class:`~bnlab.results.Store` (SQLite in WAL mode lets
-them write concurrently).
+them write concurrently); ``ray`` runs each run as a Ray task whose store calls the driver
+executes (:mod:`bnlab.sweep.ray_executor`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import pickle
@@ -138,11 +140,11 @@ def _finish(store: Store, run_id: int, key: str, outcome: Any) -> RunRecord:
 
 def _run_one(
     store: Store, out_dir: Path, spec: RunSpec, run_id: int, run_fn: RunFn, prov: dict,
-    progress: bool = False,
+    progress: bool = False, checkpoint_root: Path | None = None,
 ) -> RunRecord:
     """Start (or resume) one run, call ``run_fn`` and store how it ended."""
     key = spec.key
-    ckpt = Path(out_dir) / "checkpoints" / key[:16]
+    ckpt = Path(checkpoint_root or Path(out_dir) / "checkpoints") / key[:16]
     try:
         resumed_from = latest_step(ckpt)
     except ValueError as exc:
@@ -169,6 +171,32 @@ def _run_one(
     return record
 
 
+def _run_on_ray_worker(out_dir: str, checkpoint_root: str | None, run_fn: RunFn, prov: dict,
+                       store: Store, spec: RunSpec, run_id: int) -> RunRecord:
+    """The task of one Ray run: ``_run_one`` against the driver's store (a proxy)."""
+    root = None if checkpoint_root is None else Path(checkpoint_root)
+    return _run_one(store, Path(out_dir), spec, run_id, run_fn, prov, checkpoint_root=root)
+
+
+def _ray(store: Store, out_dir: Path, todo: list, run_fn: RunFn, prov: dict, bar: tqdm,
+         options: Mapping[str, Any] | None, checkpoint_root: Path | None
+         ) -> tuple[list[RunRecord], int]:
+    from bnlab.sweep import ray_executor
+
+    records: list[RunRecord] = []
+
+    def done(spec: RunSpec, run_id: int, record: RunRecord) -> None:
+        records.append(record)
+        bar.set_postfix_str(f"last {spec.key[:8]} ({record.status})")
+        bar.update(1)
+
+    root = None if checkpoint_root is None else str(checkpoint_root)
+    run_one = functools.partial(_run_on_ray_worker, str(out_dir), root, run_fn, prov)
+    lost = ray_executor.run_on_ray(store, todo, run_one, done,
+                                   ray_executor.options_from(options))
+    return records, len(lost)
+
+
 def _prune(ckpt: Path) -> None:
     """Remove a run's checkpoint folder, and ``checkpoints/``, once they are empty."""
     for folder in (ckpt, ckpt.parent):
@@ -179,11 +207,13 @@ def _prune(ckpt: Path) -> None:
 
 
 def _run_in_worker(
-    out_dir: str, spec: RunSpec, run_id: int, run_fn: RunFn, prov: dict
+    out_dir: str, spec: RunSpec, run_id: int, run_fn: RunFn, prov: dict,
+    checkpoint_root: Path | None = None,
 ) -> RunRecord:
     """The task of one process-pool worker: its own store connection, one run."""
     with Store(out_dir) as store:
-        return _run_one(store, Path(out_dir), spec, run_id, run_fn, prov)
+        return _run_one(store, Path(out_dir), spec, run_id, run_fn, prov,
+                        checkpoint_root=checkpoint_root)
 
 
 def _plan(
@@ -214,24 +244,26 @@ def _progress_bar(total: int, initial: int, progress: bool | None) -> tqdm:
 
 
 def _serial(store: Store, out_dir: Path, todo: list, run_fn: RunFn, prov: dict,
-            bar: tqdm) -> list[RunRecord]:
+            bar: tqdm, checkpoint_root: Path | None = None) -> list[RunRecord]:
     records = []
     for spec, run_id in todo:
         bar.set_postfix_str(f"{spec.recipe} {spec.key[:8]} seed={spec.seed}")
         # A per-run bar under the sweep bar; worker processes never draw one.
-        records.append(_run_one(store, out_dir, spec, run_id, run_fn, prov, not bar.disable))
+        records.append(_run_one(store, out_dir, spec, run_id, run_fn, prov, not bar.disable,
+                                checkpoint_root))
         bar.update(1)
     return records
 
 
 def _pool(store: Store, out_dir: Path, todo: list, run_fn: RunFn, prov: dict, bar: tqdm,
-          workers: int) -> tuple[list[RunRecord], int]:
+          workers: int, checkpoint_root: Path | None = None) -> tuple[list[RunRecord], int]:
     records, lost = [], 0
     ctx = multiprocessing.get_context("spawn")  # fork would copy the driver's SQLite handle
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
         running: dict[Future, tuple[RunSpec, int]] = {
-            pool.submit(_run_in_worker, str(out_dir), spec, run_id, run_fn, prov): (spec, run_id)
+            pool.submit(_run_in_worker, str(out_dir), spec, run_id, run_fn, prov,
+                        checkpoint_root): (spec, run_id)
             for spec, run_id in todo
         }
         while running:
@@ -262,12 +294,20 @@ def _collect(store: Store, fut: Future, spec: RunSpec, run_id: int) -> RunRecord
         return RunRecord(spec.key, "failed", 0, error)
 
 
-def _check_args(executor: str, workers: int, run_fn: RunFn) -> None:
+def _check_args(executor: str, workers: int, run_fn: RunFn,
+                options: Mapping[str, Any] | None) -> None:
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be an int >= 1, got {workers!r}")
-    if executor == "process":
+    if options and executor != "ray":
+        raise UserError(f"executor options {sorted(options)} apply to --executor ray only")
+    if executor == "ray":
+        from bnlab.sweep.ray_executor import options_from, require_ray
+
+        require_ray()
+        options_from(options)
+    if executor in ("process", "ray"):
         try:
             pickle.dumps(run_fn)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -285,6 +325,8 @@ def execute(
     retry_failed: bool = False,
     progress: bool | None = None,
     lock_timeout: float | None = 0.0,
+    checkpoint_root: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> SweepSummary:
     """Execute the runs of a sweep that are not done yet, and store their results.
 
@@ -295,12 +337,16 @@ def execute(
             :class:`RunContext`. The outcome (object or dict) has ``status``
             (``"finished"``/``"diverged"``), ``first_bad_step`` and ``steps_run``, like
             ``bnlab.train``'s ``TrainResult``.
-        executor: ``"serial"`` or ``"process"``.
+        executor: ``"serial"``, ``"process"`` or ``"ray"``.
         workers: worker processes of the ``process`` executor.
         retry_failed: run ``failed`` runs again.
         progress: show a tqdm bar on stderr; ``None``: only when stderr is a terminal.
         lock_timeout: seconds to wait for another sweep on ``out_dir``; ``0`` refuses at
             once, ``None`` waits indefinitely.
+        checkpoint_root: where the runs' checkpoint folders live (default
+            ``<out_dir>/checkpoints``); with Ray on a cluster, a path every node reaches.
+        options: executor options, for ``ray`` only (:class:`~bnlab.sweep.ray_executor.
+            RayOptions`: ``address``, ``cpus_per_run``, ``gpus_per_run``, ``max_retries``).
 
     Returns:
         A :class:`SweepSummary`.
@@ -315,16 +361,19 @@ def execute(
         >>> specs = [RunSpec("demo", {"lr": lr}, seed=s) for lr in (0.1, 1.0) for s in range(3)]
         >>> summary = execute(specs, "bnlab_out", train_one)  # doctest: +SKIP
     """
-    _check_args(executor, workers, run_fn)
+    _check_args(executor, workers, run_fn, options)
+    root = None if checkpoint_root is None else Path(checkpoint_root)
     out = Path(out_dir)
     with dir_lock(out, lock_timeout), Store(out) as store:
         todo, skipped = _plan(store, list(specs), retry_failed)
         prov = provenance(executor=executor, workers=workers)
         with _progress_bar(len(todo) + len(skipped), len(skipped), progress) as bar:
             if executor == "serial" or not todo:
-                records, lost = _serial(store, out, todo, run_fn, prov, bar), 0
+                records, lost = _serial(store, out, todo, run_fn, prov, bar, root), 0
+            elif executor == "ray":
+                records, lost = _ray(store, out, todo, run_fn, prov, bar, options, root)
             else:
-                records, lost = _pool(store, out, todo, run_fn, prov, bar, workers)
+                records, lost = _pool(store, out, todo, run_fn, prov, bar, workers, root)
     return _summarize(skipped, records, lost, len(todo))
 
 
