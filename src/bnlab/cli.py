@@ -48,6 +48,13 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
                      help="GPUs each run requests (0.25 packs four runs on a GPU)")
     ray.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
                      help="CPUs each run requests (default 1)")
+    ddp = p.add_argument_group("one run across processes: torchrun --nproc-per-node N -m "
+                               "bnlab run RECIPE --ddp")
+    ddp.add_argument("--ddp", action="store_true",
+                     help="train each run with DistributedDataParallel over torchrun's ranks")
+    ddp.add_argument("--bn-sync", default=None, choices=("global", "local"),
+                     help="BN statistics under --ddp: over the global batch (default) or per "
+                          "rank (ghost-style); stored in the run's config")
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -57,7 +64,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
         "device": args.device, "checkpoint_root": args.checkpoint_root,
-        "executor_options": _ray_options(args),
+        "executor_options": _ray_options(args), "ddp": args.ddp, "bn_sync": args.bn_sync,
     }
 
 

@@ -169,6 +169,10 @@ def run_spec(spec: RunSpec, ctx: RunContext) -> TrainResult | dict[str, Any]:
                  device)
     _provenance(ctx, device)
     job = recipe.build(cfg, env)
+    if spec.config.get("ddp"):  # --ddp under torchrun: bnlab.experiments.ddp
+        from bnlab.experiments.ddp import distribute
+
+        job = distribute(job, spec.config["ddp"], env)
     if isinstance(job, Measure):
         return _measure(job, ctx)
     if not isinstance(job, Training):

@@ -84,6 +84,8 @@ def run_recipes(
     device: str = "auto",
     checkpoint_root: Path | None = None,
     executor_options: Mapping[str, Any] | None = None,
+    ddp: bool = False,
+    bn_sync: str | None = None,
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
@@ -93,6 +95,9 @@ def run_recipes(
     With ``executor="ray"`` the device is resolved by each run on its worker (the driver
     may have no GPU), and ``executor_options`` (``address``, ``cpus_per_run``,
     ``gpus_per_run``) place the runs (:mod:`bnlab.sweep.ray_executor`).
+    With ``ddp`` (under torchrun) each run is trained by every rank together, with BN
+    statistics ``bn_sync`` (``global`` by default), recorded in the runs' configs
+    (:mod:`bnlab.experiments.ddp`).
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -101,23 +106,58 @@ def run_recipes(
         # Workers are separate processes: the data location travels in the environment.
         os.environ["BNLAB_DATA"] = str(Path(data_dir).resolve())
     resolved = _device_for(executor, device, executor_options)
+    if bn_sync is not None and not ddp:
+        raise UserError("--bn-sync applies to --ddp runs; add --ddp (under torchrun) or drop it")
+    if ddp and executor != "serial":
+        raise UserError(f"--ddp trains each run on every rank together; --executor {executor} "
+                        "does not apply (leave it out)")
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved)
         for n in (names or list_recipes())
     ]
+    if ddp:
+        return _run_ddp(plans, out, bn_sync or "global", resolved, scale=scale,
+                        retry_failed=retry_failed, progress=progress,
+                        checkpoint_root=checkpoint_root)
     summaries = []
     for p in plans:
-        card = p.recipe.card
-        if progress:
-            print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {resolved} "
-                  f"({card.paper}, {card.figure})")
+        _announce(p, scale, resolved, progress)
         summaries.append(
             execute(p.specs, out, run_spec, executor=executor, workers=workers,
                     retry_failed=retry_failed, progress=progress,
                     checkpoint_root=checkpoint_root, options=executor_options)
         )
     return summaries
+
+
+def _announce(p: Plan[Any], scale: str, device: str, progress: bool, extra: str = "") -> None:
+    card = p.recipe.card
+    if progress:
+        print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {device}{extra} "
+              f"({card.paper}, {card.figure})")
+
+
+def _run_ddp(plans: list[Plan[Any]], out: Path, bn_sync: str, device: str, *, scale: str,
+             progress: bool, **execute_kw: Any) -> list[SweepSummary]:
+    """Every plan's runs trained by all ranks together; rank 0 alone writes ``out``."""
+    from bnlab.experiments import ddp
+
+    ddp.ddp_options(bn_sync, 1)  # an unknown --bn-sync fails before joining the group
+    rank, world = ddp.init_from_env(device)
+    progress, summaries, abort = progress and rank == 0, [], True
+    try:
+        for p in plans:
+            _announce(p, scale, device, progress, f", DDP over {world} ranks, BN {bn_sync}")
+            specs = ddp.ddp_specs(p.specs, bn_sync, world)
+            summaries.append(ddp.run_ddp_sweep(specs, out, run_spec, progress=progress,
+                                               **execute_kw))
+            if summaries[-1].failures:
+                return summaries
+        abort = False
+        return summaries
+    finally:
+        ddp.shutdown(abort=abort)
 
 
 def _device_for(executor: str, device: str, options: Mapping[str, Any] | None) -> str:
