@@ -315,7 +315,7 @@ def _sync_bn(norm: nn.Module) -> nn.Module:
 
 
 def _norm_name(module: nn.Module) -> str:
-    from bnlab.layers import NORMS
+    from bnlab.layers.registry import NORMS
 
     for name in NORMS.names():
         if type(module) is NORMS.get(name):
@@ -393,8 +393,10 @@ class _Averager:
             both = torch.cat([module.running_mean, module.running_var])
             dist.all_reduce(both)
             both /= dist.get_world_size()
-            module.running_mean.copy_(both[: module.num_features])
-            module.running_var.copy_(both[module.num_features:])
+            # through .data: autograd saved the buffers (CPU batch_norm's backward takes
+            # them, unused in training), and a version bump would fail that backward
+            module.running_mean.data.copy_(both[: module.num_features])
+            module.running_var.data.copy_(both[module.num_features:])
 
 
 # -- the single-process view rank 0 measures through --------------------------------------
@@ -440,17 +442,16 @@ def _by_slice(module: nn.Module, world: int) -> Iterator[None]:
             return forward(x)
         if getattr(module, "running_mean", None) is None:
             return torch.cat([forward(c) for c in x.chunk(world)])
-        start = (module.running_mean.clone(), module.running_var.clone())
-        outs, means, vars_ = [], [], []
+        mean, var = module.running_mean.data, module.running_var.data  # as _Averager
+        start, outs, means, vars_ = (mean.clone(), var.clone()), [], [], []
         for c in x.chunk(world):
-            module.running_mean.copy_(start[0])
-            module.running_var.copy_(start[1])
+            mean.copy_(start[0])
+            var.copy_(start[1])
             outs.append(forward(c))
-            means.append(module.running_mean.clone())
-            vars_.append(module.running_var.clone())
-        with torch.no_grad():
-            module.running_mean.copy_(torch.stack(means).mean(0))
-            module.running_var.copy_(torch.stack(vars_).mean(0))
+            means.append(mean.clone())
+            vars_.append(var.clone())
+        mean.copy_(torch.stack(means).mean(0))
+        var.copy_(torch.stack(vars_).mean(0))
         return torch.cat(outs)
 
     module.forward = sliced
@@ -586,7 +587,7 @@ def distribute(job: Training | Measure, options: Mapping[str, Any], env: RunEnv)
     solo = dist.new_group([0])  # every rank takes part in creating it
     view = _View(model, world, local, averager, solo)
     wrapped = DistributedDataParallel(
-        model, broadcast_buffers=False,
+        model, forward_sync_buffers=False,  # norms keep their buffers equal (above)
         device_ids=[env.device.index or 0] if env.device.type == "cuda" else None)
     return dataclasses.replace(
         job, model=wrapped, loader=_Shard(job.loader, rank, world),
