@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from sweep_fakes import calls, control_path, fake_train
 
 from bnlab.errors import UserError
@@ -147,3 +148,25 @@ def test_cli_ray_flags_need_the_ray_executor(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--gpus-per-run apply to --executor ray only" in err
+
+
+def _close(a, b):
+    """The same runs and rows, values to GPU float tolerance."""
+    (sa, ma, aa), (sb, mb, ab) = a, b
+    assert sa == sb and [m[:3] for m in ma] == [m[:3] for m in mb]
+    assert [m[3] for m in ma] == pytest.approx([m[3] for m in mb], rel=1e-4, abs=1e-6)
+    assert [x[:3] for x in aa] == [x[:3] for x in ab]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_ray_packs_two_runs_on_a_gpu(local_ray, tmp_path):
+    from bnlab.cli import main
+
+    common = ["run", "ioffe2015.mnist", "--scale", "smoke", "--no-progress", "--device", "cuda"]
+    assert main([*common, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray",
+                 "--gpus-per-run", "0.5"]) == 0
+    _close(_rows(tmp_path / "ray"), _rows(tmp_path / "serial"))
+    with Store(tmp_path / "ray") as s:
+        assert {p["device"] for p in s.runs()["provenance"]} == {"cuda"}

@@ -588,7 +588,7 @@ def distribute(job: Training | Measure, options: Mapping[str, Any], env: RunEnv)
     view = _View(model, world, local, averager, solo)
     wrapped = DistributedDataParallel(
         model, forward_sync_buffers=False,  # norms keep their buffers equal (above)
-        device_ids=[env.device.index or 0] if env.device.type == "cuda" else None)
+        device_ids=[torch.cuda.current_device()] if env.device.type == "cuda" else None)
     return dataclasses.replace(
         job, model=wrapped, loader=_Shard(job.loader, rank, world),
         loss=_global_loss(job.loss),
