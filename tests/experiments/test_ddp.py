@@ -250,3 +250,11 @@ def test_ddp_on_the_gpus_matches_one_gpu(tmp_path):
     _assert_same_rows(got, _stored(tmp_path / "single"), rel=1e-3, abs=1e-4)
     assert got[0]["provenance"]["ddp_backend"] == "nccl"
     assert got[0]["provenance"]["device"].startswith("cuda")
+
+
+def test_a_refused_norm_fails_the_run_and_every_rank_ends(tmp_path):
+    _ddp(2, tmp_path, "--bn-sync", "global", "--set", "norm=batch_renorm")  # returns: no hang
+    with Store(tmp_path) as s:
+        (run,) = s.runs().to_dict("records")
+    assert run["status"] == "failed"
+    assert "norm 'batch_renorm'" in run["error"] and "--bn-sync local" in run["error"]

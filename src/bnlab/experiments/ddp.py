@@ -198,11 +198,15 @@ def run_ddp_sweep(specs: Sequence[RunSpec], out: Path, run_fn: Callable[..., Any
     a store failure) leaves at once: the other ranks' next collective fails.
 
     Returns:
-        The sweep's summary on rank 0; an empty one on the other ranks.
+        The sweep's summary on rank 0. On the other ranks an empty one, or one whose
+        ``failures`` say that rank 0 left the group (after a failed run).
     """
     if dist.get_rank() != 0:
-        _follow(specs, run_fn)
-        return SweepSummary()
+        if _follow(specs, run_fn):
+            return SweepSummary()
+        why = "rank 0 left the group: a run failed (see `bnlab status`)"
+        print(f"rank {dist.get_rank()}: {why}", file=sys.stderr)
+        return SweepSummary(failures=[("", why)])
     summaries, world = [], dist.get_world_size()
     for spec in specs:
         told = []
@@ -223,13 +227,19 @@ def run_ddp_sweep(specs: Sequence[RunSpec], out: Path, run_fn: Callable[..., Any
     return _merge(summaries)
 
 
-def _follow(specs: Sequence[RunSpec], run_fn: Callable[..., Any]) -> None:
-    """The loop of a rank other than 0: run what rank 0 runs, until it says stop."""
+def _follow(specs: Sequence[RunSpec], run_fn: Callable[..., Any]) -> bool:
+    """The loop of a rank other than 0: run what rank 0 runs, until it says stop.
+
+    Returns ``True`` when rank 0 said stop, ``False`` when it left the group.
+    """
     by_key = {s.key: s for s in specs}
     while True:
-        message = _tell()
+        try:
+            message = _tell()
+        except RuntimeError:  # gloo/nccl: the connection to rank 0 closed
+            return False
         if message[0] == "stop":
-            return
+            return True
         if message[0] == "skip":
             continue
         _, key, leader_dir, resumed_from = message
