@@ -10,3 +10,12 @@ Three parts, each importable on its own:
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``bnlab.inspect`` without importing it first (PEP 562; torch loads only then)."""
+    if name == "inspect":
+        import importlib
+
+        return importlib.import_module("bnlab.inspect")
+    raise AttributeError(f"module 'bnlab' has no attribute {name!r}")

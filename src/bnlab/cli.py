@@ -1,7 +1,8 @@
 """The ``bnlab`` command (also ``python -m bnlab``): parse, build, call; no logic of its own.
 
 Commands: ``list``, ``run RECIPE``, ``reproduce [RECIPE ...]``, ``report``, ``status``,
-``export`` and ``demo``. ``run`` and ``reproduce`` share the flags of DESIGN.md.
+``export``, ``inspect module:factory``, ``bench`` and ``demo``. ``run`` and ``reproduce``
+share the flags of DESIGN.md.
 """
 
 from __future__ import annotations
@@ -150,6 +151,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from bnlab.inspect.userland import inspect_command
+    from bnlab.report import write_report
+
+    result = inspect_command(
+        args.factory, data=args.data, steps=args.steps, out=args.out, compare=args.compare,
+        probes=args.probes, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, loss=args.loss, bn_mode=args.bn_mode, seed=args.seed,
+        device=args.device, data_dir=args.data_dir, test_size=args.test_size,
+        eval_every=args.eval_every, progress=not args.no_progress)
+    print(result.summary())
+    print(f"report: {write_report(args.out)}")
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="run the instrument panel on your own model and data")
+    p.add_argument("factory", help="module:factory (or path/to/file.py:factory) that builds "
+                   "your nn.Module with no arguments; imported, never unpickled")
+    p.add_argument("--data", required=True,
+                   help="cifar10, mnist, mnist1d, or a .npz with x_train, y_train (x_test, y_test)")
+    p.add_argument("--steps", type=int, default=0, help="training steps (0: measure only)")
+    p.add_argument("--out", type=Path, default=Path("bnlab_inspect"), help="output directory")
+    p.add_argument("--compare", default=None, metavar="NORM|module:factory",
+                   help="also run the network with every BatchNorm swapped for NORM (e.g. none), "
+                   "or a second model, side by side")
+    p.add_argument("--probes", default="default",
+                   help="default (cheap), all, or a comma list of: activations, gradients, ics, "
+                   "landscape, explosion, depth, hessian, relative_loss")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--loss", default="cross_entropy", choices=("cross_entropy", "mse"))
+    p.add_argument("--bn-mode", default="train", choices=("train", "eval"),
+                   help="BN mode of the probes' passes: batch (train) or running (eval) statistics")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder with mnist.npz, cifar10.npz (default: $BNLAB_DATA, else cache)")
+    p.add_argument("--test-size", type=int, default=2000,
+                   help="held-out examples for test_loss/test_acc (0: none)")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluation period (0: at the end)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_inspect)
+
+
 def _one_line(err: BaseException, limit: int = 300) -> str:
     """The error's message on one line, cut to ``limit`` characters."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -188,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "parquet", "tensorboard"), required=True)
     export.add_argument("--dest", type=Path, required=True)
     export.set_defaults(func=_cmd_export)
+
+    _add_inspect(sub)
 
     bench = sub.add_parser("bench", help="benchmark tables: ratios against baselines timed in "
                            "the same process")

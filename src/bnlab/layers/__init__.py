@@ -24,6 +24,7 @@ from bnlab.layers.lp import L1Norm, L2Norm, LInfNorm, LpNorm
 from bnlab.layers.noise import Noise, NoiseSource, NoisyBatchNorm
 from bnlab.layers.registry import create_norm, list_norms, register_norm
 from bnlab.layers.sites import NormSite, is_norm_module, norm_sites, resolve_module
+from bnlab.layers.swap import swap_norms
 
 __all__ = [
     "BatchNorm",
@@ -48,4 +49,5 @@ __all__ = [
     "norm_sites",
     "register_norm",
     "resolve_module",
+    "swap_norms",
 ]

@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import ioffe2015
+from bnlab.recipes import inspect, ioffe2015
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -36,6 +36,7 @@ __all__ = [
     "activation_quantities",
     "array",
     "get_card",
+    "inspect",
     "ioffe2015",
     "list_cards",
     "metric",

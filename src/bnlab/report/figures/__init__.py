@@ -5,7 +5,7 @@
 module per paper registers that paper's recipe figures on import.
 """
 
-from bnlab.report.figures import ioffe2015
+from bnlab.report.figures import inspect, ioffe2015
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import FIGURES, Draw, RecipeFigure, figure
 
@@ -17,6 +17,7 @@ __all__ = [
     "Series",
     "curves_figure",
     "figure",
+    "inspect",
     "ioffe2015",
     "tracks_figure",
 ]
