@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,25 @@ def run_recipes(
                         retry_failed=retry_failed, progress=progress,
                         checkpoint_root=checkpoint_root)
     summaries = []
-    for p in plans:
-        _announce(p, scale, resolved, progress)
-        summaries.append(
-            execute(p.specs, out, run_spec, executor=executor, workers=workers,
-                    retry_failed=retry_failed, progress=progress,
-                    checkpoint_root=checkpoint_root, options=executor_options)
-        )
+    with _executor_session(executor, executor_options):
+        for p in plans:
+            _announce(p, scale, resolved, progress)
+            summaries.append(
+                execute(p.specs, out, run_spec, executor=executor, workers=workers,
+                        retry_failed=retry_failed, progress=progress,
+                        checkpoint_root=checkpoint_root, options=executor_options)
+            )
     return summaries
+
+
+def _executor_session(executor: str, options: Mapping[str, Any] | None
+                      ) -> AbstractContextManager[None]:
+    """Ray: one connection for every recipe of the call; other executors: nothing."""
+    if executor != "ray":
+        return nullcontext()
+    from bnlab.sweep.ray_executor import ray_session
+
+    return ray_session((options or {}).get("address"))
 
 
 def _announce(p: Plan[Any], scale: str, device: str, progress: bool, extra: str = "") -> None:

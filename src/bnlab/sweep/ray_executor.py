@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from bnlab.errors import UserError
 from bnlab.results import Store, StoreError
 
-__all__ = ["RayOptions", "require_ray", "run_on_ray"]
+__all__ = ["RayOptions", "ray_session", "require_ray", "run_on_ray"]
 
 _INSTALL = "--executor ray needs Ray: pip install 'bnlab[ray]' (or pip install ray)"
 #: The store methods a task may call through the relay (writes, and the reads of a resume).
@@ -186,6 +187,21 @@ def _connect(ray: Any, address: str | None) -> bool:
         raise UserError(f"cannot reach a Ray cluster at --address {address} ({exc}); start one "
                         "with `ray start --head`, or leave --address out for a local one") from exc
     return address is None
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join or start Ray once for several sweeps; stop it at the end if started here.
+
+    ``bnlab reproduce --executor ray`` then pays one start-up, not one per recipe.
+    """
+    ray = require_ray()
+    started = _connect(ray, address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def run_on_ray(
