@@ -3,19 +3,62 @@
 Commands: ``list``, ``run RECIPE``, ``reproduce [RECIPE ...]``, ``report``, ``status``,
 ``export``, ``inspect module:factory``, ``bench`` and ``demo``. ``run`` and ``reproduce``
 share the flags of DESIGN.md.
+
+Exit status: 0 when everything asked for ended (runs finished or diverged); 2 for bad
+input (one line naming it and the fix); 1 for the environment (disk, permissions, memory,
+a damaged or lost database: one line) and for a sweep that ended with failed or unfinished
+runs (listed, one line each); 130 when interrupted (Ctrl-C or SIGTERM). Never a traceback,
+except for a bug in bnlab.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sqlite3
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from bnlab.errors import UserError
-from bnlab.names import DATA, DEVICES, EXECUTORS, SCALES
+from bnlab.names import DATA, DEVICES, EXECUTORS, MAX_WORKERS, SCALES
 
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 1
+EXIT_INTERRUPTED = 130
+#: A printed error line is shorter than this, whatever the input it names.
+LINE_LIMIT = 300
+#: The most steps ``bnlab demo`` takes: beyond it a request is a typo, not a demo.
+MAX_DEMO_STEPS = 1_000_000
+#: Failed or unfinished runs listed one per line before "... and N more".
+_LISTED = 10
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its usage block is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line naming the fix, exit with status 2."""
+        line = _one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        print(line, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an int in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value if abs(value) < 10**12 else 'it'} is "
+                                             f"not from {low} to {high:,}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _add_shared_flags(p: argparse.ArgumentParser) -> None:
@@ -36,7 +79,8 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
                    help="run serially, in a local process pool, or as Ray tasks")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where data and models live (auto: CUDA when available)")
-    p.add_argument("--workers", type=int, default=2, help="processes for --executor process")
+    p.add_argument("--workers", type=_int_between(1, MAX_WORKERS), default=2,
+                   help=f"processes for --executor process (1 to {MAX_WORKERS})")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--checkpoint-root", type=Path, default=None, metavar="DIR",
@@ -86,20 +130,37 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_status(args: argparse.Namespace, summaries: Sequence[Any]) -> int:
+    """Print the runs that failed, did not end or restarted; 1 if any failed or did not end."""
+    bad = [(key, f"failed: {why}") for s in summaries for key, why in s.failures]
+    bad += [(key, f"not finished: {why}") for s in summaries for key, why in s.not_done]
+    for s in summaries:
+        for key, note in s.notes:
+            print(_one_line(f"bnlab {args.command}: run {key[:12]} {note}"), file=sys.stderr)
+    if not bad:
+        return 0
+    print(f"bnlab {args.command}: {len(bad)} run(s) did not finish; fix the cause and run "
+          f"the same command again (details: bnlab status --out {args.out})", file=sys.stderr)
+    for key, why in bad[:_LISTED]:
+        print(_one_line(f"  run {key[:12]} {why}"), file=sys.stderr)
+    if len(bad) > _LISTED:
+        print(f"  ... and {len(bad) - _LISTED} more", file=sys.stderr)
+    return EXIT_ENVIRONMENT
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from bnlab.experiments import run_recipes
 
-    run_recipes([args.recipe], **_run_options(args))
-    return 0
+    return _sweep_status(args, run_recipes([args.recipe], **_run_options(args)))
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from bnlab.experiments import run_recipes
     from bnlab.report import write_report
 
-    run_recipes(args.recipes or None, **_run_options(args))
+    summaries = run_recipes(args.recipes or None, **_run_options(args))
     print(f"report: {write_report(args.out)}")
-    return 0
+    return _sweep_status(args, summaries)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -198,16 +259,21 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
-def _one_line(err: BaseException, limit: int = 300) -> str:
-    """The error's message on one line, cut to ``limit`` characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """``text`` on one line, cut to fewer than ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) < limit else flat[: limit - 4] + "..."
+
+
+def _error(command: str, err: BaseException, prefix: str = "") -> str:
+    message = str(err).strip() or type(err).__name__
+    return _one_line(f"bnlab {command}: error: {prefix}{message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bnlab`` command."""
-    parser = argparse.ArgumentParser(prog="bnlab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="bnlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="registered recipes").set_defaults(func=_cmd_list)
 
     run = sub.add_parser("run", help="run one recipe's grid into the results store")
@@ -245,36 +311,63 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", choices=DEVICES)
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes: checks the machinery runs; ratios are not measurements")
-    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bench.add_argument("--threads", type=_int_between(1, 256), default=None,
+                       help="torch CPU threads")
     bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="a one-minute BN vs no-norm comparison on generated data")
-    demo.add_argument("--steps", type=int, default=400)
+    demo.add_argument("--steps", type=_int_between(1, MAX_DEMO_STEPS), default=400,
+                      help=f"SGD steps per network (1 to {MAX_DEMO_STEPS:,})")
     demo.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bnlab`` and ``python -m bnlab``.
 
     A :class:`~bnlab.errors.UserError` (unknown recipe, bad ``--set`` key or value, missing
-    data, a locked output folder) prints one line naming the problem and the fix and
-    returns exit status 2; an environment failure (``OSError``: disk full, permissions)
-    prints one line and returns 1. Anything else is a bug and shows its traceback.
+    data, a locked or unusable output folder) prints one line naming the problem and the
+    fix and returns exit status 2, as does a number too large to use. An environment
+    failure (``OSError``, including ``bnlab.results.StoreError``; an SQLite error: disk full,
+    permissions, a damaged database; ``MemoryError``) prints one line and returns 1.
+    SIGTERM is handled like Ctrl-C. Anything else is a bug and shows its traceback.
     """
     args = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    if _main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.func(args))
     except UserError as err:
-        print(f"bnlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print(_error(args.command, err), file=sys.stderr)
         return EXIT_USAGE
-    except OSError as err:
-        print(f"bnlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+    except OverflowError as err:
+        print(_error(args.command, err, "a number is too large: "), file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, sqlite3.Error) as err:  # bnlab.results.StoreError is an OSError
+        print(_error(args.command, err), file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except MemoryError as err:
+        print(_error(args.command, err, "out of memory; ask for less (fewer seeds, a "
+                                         "smaller --scale) or free memory: "), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if _main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["DATA", "DEVICES", "EXECUTION_FIELDS", "EXECUTORS", "SCALES"]
+__all__ = ["DATA", "DEVICES", "EXECUTION_FIELDS", "EXECUTORS", "MAX_WORKERS", "SCALES"]
 
 #: Recipe scales, smallest first (DESIGN.md, "Scales and data").
 SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
@@ -18,5 +18,7 @@ DATA: tuple[str, ...] = ("mnist1d", "paper")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Values of ``--executor``.
 EXECUTORS: tuple[str, ...] = ("serial", "process", "ray")
+#: The most worker processes one sweep may start (each holds its own torch, ~0.5 GB).
+MAX_WORKERS = 256
 #: Config fields that say how a run is executed, not what it computes: never in a run key.
 EXECUTION_FIELDS: frozenset[str] = frozenset({"out", "executor", "workers", "progress"})

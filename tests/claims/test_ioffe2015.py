@@ -23,9 +23,9 @@ from bnlab.claims.helpers import (
     seedwise,
     total_variation,
 )
-from bnlab.claims.ioffe2015 import BY, SMOOTH, track_summary
+from bnlab.claims.ioffe2015.mnist import BY, SMOOTH, track_summary
 from bnlab.recipes.ioffe2015 import TEST_ACC
-from bnlab.report.figures.ioffe2015 import typical_unit
+from bnlab.report.figures.ioffe2015.mnist import typical_unit
 
 
 def _status(tmp_path, **kw):

@@ -43,7 +43,8 @@ def _score_measure(store: Store, runs: pd.DataFrame) -> Measurement:
 def _toy_claim(**kw: object) -> Claim:
     fields = dict(id="c99", paper="Toy 2024", figure="Fig. 0", statement="score >= 1",
                   kind="evidence", recipe=TOY, measure=_score_measure,
-                  rule=Rule(">=", 1.0, "test", "score at least 1"), min_scale="quick")
+                  rule=Rule(">=", 1.0, "test", "score at least 1"), explanation="ics",
+                  min_scale="quick")
     fields.update(kw)
     return Claim(**fields)  # type: ignore[arg-type]
 

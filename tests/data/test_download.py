@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -47,12 +48,15 @@ def test_good_archive_is_downloaded_converted_and_cached(
             x.double().numpy(), _expected_x(name, arrays[f"x_{split}"]), atol=1e-7
         )
         np.testing.assert_array_equal(y.numpy(), arrays[f"y_{split}"].astype(np.int64))
-    # Only the converted file is left, with the documented keys and uint8 arrays.
+    # Only the converted file is left, with the documented keys, uint8 arrays and digests.
     assert _leftovers(tmp_path) == [SPECS[name].file]
     with np.load(tmp_path / SPECS[name].file) as npz:
-        assert sorted(npz.files) == ["x_test", "x_train", "y_test", "y_train"]
+        keys = ["x_test", "x_train", "y_test", "y_train"]
+        assert sorted(npz.files) == sorted([*keys, cache_module.DIGESTS_KEY])
+        digests = json.loads(str(npz[cache_module.DIGESTS_KEY]))
         for key, ref in arrays.items():
             np.testing.assert_array_equal(npz[key], ref)
+            assert digests[key] == cache_module.array_digest(npz[key])
     # The second load uses the file and does not touch the network.
     fixture_server.requests.clear()
     load(name, "test", data_dir=tmp_path)

@@ -253,7 +253,8 @@ def test_ddp_on_the_gpus_matches_one_gpu(tmp_path):
 
 
 def test_a_refused_norm_fails_the_run_and_every_rank_ends(tmp_path):
-    _ddp(2, tmp_path, "--bn-sync", "global", "--set", "norm=batch_renorm")  # returns: no hang
+    with pytest.raises(mp.ProcessExitedException, match="exit code 1"):  # no rank hangs
+        _ddp(2, tmp_path, "--bn-sync", "global", "--set", "norm=batch_renorm")
     with Store(tmp_path) as s:
         (run,) = s.runs().to_dict("records")
     assert run["status"] == "failed"

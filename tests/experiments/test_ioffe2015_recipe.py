@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bnlab.experiments import RunEnv, get_recipe
-from bnlab.experiments.ioffe2015 import PRESETS
+from bnlab.experiments.ioffe2015.mnist import PRESETS
 from bnlab.models import norm_sites
 from bnlab.probes import ActivationStatsProbe
 from bnlab.recipes.ioffe2015 import PCT, PCT_EVAL, PERCENTILES

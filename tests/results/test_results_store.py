@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bnlab.errors import UserError
 from bnlab.results import (
     SCHEMA_VERSION,
     STATUSES,
@@ -270,7 +271,7 @@ def test_export_round_trip(tmp_path, fmt):
 
 
 def test_export_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no results database"):
+    with pytest.raises(UserError, match="no results in"):
         export(tmp_path, "csv")
     Store(tmp_path).close()
     with pytest.raises(ValueError, match="valid formats: csv, parquet"):

@@ -36,9 +36,10 @@ def _take_control(ckpt: Path, what: str) -> int | None:
 
 def _checkpoint(ctx, step: int) -> None:
     ctx.flush()
+    meta = ctx.checkpoint_meta(step)  # as the training loop does: rows stored below `step`
     (ctx.checkpoint_dir / f"ckpt_{step}.bin").write_text(str(step))
     tmp = ctx.checkpoint_dir / "latest.json.tmp"
-    tmp.write_text(json.dumps({"step": step, "file": f"ckpt_{step}.bin"}))
+    tmp.write_text(json.dumps({**meta, "step": step, "file": f"ckpt_{step}.bin"}))
     tmp.replace(ctx.checkpoint_dir / "latest.json")
 
 
@@ -78,3 +79,21 @@ def calls(out: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []
     return [(k, int(s)) for k, s in (ln.split() for ln in path.read_text().splitlines())]
+
+
+def raise_for_seed(spec, ctx):
+    """Fail with the exception type named by ``spec.config["raise"][seed]``."""
+    kind = spec.config["raise"][spec.seed]
+    calls_log = ctx.checkpoint_dir.parent.parent / CALLS
+    with open(calls_log, "a") as f:
+        f.write(f"{ctx.key} 0\n")
+    if kind == "ok":
+        return {"status": "finished", "first_bad_step": None, "steps_run": 1}
+    if (ctx.checkpoint_dir.parent.parent / "fixed").exists():  # fixed outside the config
+        return {"status": "finished", "first_bad_step": None, "steps_run": 1}
+    from bnlab.data import DataError
+
+    errors = {"os": OSError(28, "No space left on device"), "memory": MemoryError(),
+              "data": DataError("mnist.npz is missing; put it in the data dir"),
+              "bug": RuntimeError("a bug")}
+    raise errors[kind]

@@ -115,3 +115,44 @@ def test_diverged_run_removes_checkpoints(loader, tmp_path):
                    steps=12, log_every=4, checkpoint_dir=tmp_path, checkpoint_every=2)
     assert (result.status, result.first_bad_step) == ("diverged", 6)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_checkpoint_write_is_an_oserror_naming_the_file(tmp_path, monkeypatch):
+    """A full disk: one OSError naming the file and the fix, no temporary file left, the
+    previous checkpoint and latest.json untouched."""
+    import errno
+    import os
+
+    from bnlab.train.checkpoint import load_latest, save_checkpoint
+
+    save_checkpoint(tmp_path, 10, {"format": 1, "w": torch.ones(3)})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write checkpoint .*ckpt-000000020\.pt.*free"):
+        save_checkpoint(tmp_path, 20, {"format": 1, "w": torch.zeros(3)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000000010.pt", "latest.json"]
+    monkeypatch.undo()
+    step, payload = load_latest(tmp_path)
+    assert step == 10 and torch.equal(payload["w"], torch.ones(3))
+
+
+def test_the_sink_meta_goes_into_latest_json(tmp_path, loader):
+    """The sweep's sink counts the rows it holds below N; latest.json carries the count."""
+
+    class CountingSink(CrashingSink):
+        def checkpoint_meta(self, step):
+            return {"stored": {"metrics": sum(s < step for s, _, _ in self.metrics)},
+                    "step": -1, "file": "ignored"}  # step and file are the loop's
+
+    sink = CountingSink(at=11)
+    model = make_model(0)
+    opt = build_optimizer(Adam(lr=1e-2), model.parameters())
+    with pytest.raises(Crash):
+        train(model, loader, CE, opt, steps=STEPS, sink=sink, log_every=2,
+              checkpoint_dir=tmp_path, checkpoint_every=5)
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    # rows at steps 0, 2, 4, 6, 8 were stored before checkpoint 10
+    assert latest == {"stored": {"metrics": 5}, "step": 10, "file": "ckpt-000000010.pt"}

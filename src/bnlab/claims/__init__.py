@@ -13,7 +13,7 @@ Example:
 """
 
 # Paper modules register their claims on import; they come after the registry they use.
-from bnlab.claims import ioffe2015
+from bnlab.claims import ioffe2015, kohler2019, yang2019
 from bnlab.claims.core import (
     MIN_SEEDS,
     Claim,
@@ -42,8 +42,10 @@ __all__ = [
     "evaluate",
     "get_claim",
     "ioffe2015",
+    "kohler2019",
     "list_claims",
     "register_claim",
     "run_sets",
     "select_runs",
+    "yang2019",
 ]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bnlab.results import Store
 
 __all__ = [
+    "EXPLANATIONS",
     "MIN_SEEDS",
     "SCALES",
     "Claim",
@@ -55,6 +56,21 @@ __all__ = [
 
 #: Fewer seeds than this make every verdict inconclusive (DESIGN.md, "Claims").
 MIN_SEEDS = 3
+
+#: The synthesis groups, in the order the report shows them: the explanations of why BN
+#: works that the five papers propose or test, plus one group for properties of the
+#: transform that no explanation rests on. Every claim names one (``Claim.explanation``).
+#: A claim belongs where its measurement bears, whichever paper makes it: Santurkar's
+#: gradient-ICS measurement belongs to ``ics`` (it tests that explanation), Ioffe's scale
+#: invariance to ``decoupling`` (the decoupled parameterization rests on it).
+EXPLANATIONS: dict[str, str] = {
+    "ics": "BN reduces internal covariate shift",
+    "smoothness": "BN smooths the optimization landscape",
+    "large_lr": "BN enables large learning rates, which regularize",
+    "explosion": "BN explodes gradients at initialization without skip connections",
+    "decoupling": "BN decouples the length and the direction of the weights",
+    "transform": "properties of the BN transform itself (bear on no explanation)",
+}
 
 Status = Literal["supported", "not supported", "inconclusive"]
 Kind = Literal["evidence", "identity"]
@@ -161,6 +177,8 @@ class Claim:
             run set (a DataFrame from ``Store.runs``); raises :class:`MissingDataError`
             when something it needs is absent.
         rule: the decision rule applied to each seed's value and to the mean.
+        explanation: the synthesis group the claim bears on, a key of
+            :data:`EXPLANATIONS`.
         paper_value: the paper's own number, as text, or ``None`` when it gives none.
         min_scale: the smallest scale (``smoke``/``quick``/``paper``) at which the claim
             is meaningful.
@@ -176,6 +194,7 @@ class Claim:
     recipe: str
     measure: Measure = field(repr=False, compare=False)
     rule: Rule
+    explanation: str
     paper_value: str | None = None
     min_scale: str = "quick"
     diverge_ok: Callable[[Mapping[str, object]], bool] | None = field(
@@ -189,6 +208,9 @@ class Claim:
             raise ValueError(f"claim kind must be 'evidence' or 'identity', got {self.kind!r}")
         if self.min_scale not in SCALES:
             raise ValueError(f"min_scale must be one of {SCALES}, got {self.min_scale!r}")
+        if self.explanation not in EXPLANATIONS:
+            raise ValueError(f"claim {self.id}: explanation must be one of "
+                             f"{', '.join(EXPLANATIONS)}, got {self.explanation!r}")
 
 
 @dataclass(frozen=True)

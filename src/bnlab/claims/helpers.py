@@ -9,6 +9,8 @@
   per-seed values, or the value of the seed-averaged data.
 * :func:`running_median`, :func:`total_variation`, :func:`binomial_se`: small numerics
   with their definitions in the docstrings.
+* :func:`with_diverged`: a run set's diverged runs beside the finished ones, for claims
+  about divergence.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "running_median",
     "seedwise",
     "total_variation",
+    "with_diverged",
 ]
 
 D = TypeVar("D")
@@ -255,3 +258,23 @@ def binomial_se(p1: np.ndarray, p2: np.ndarray, n: float) -> np.ndarray:
     """
     p1, p2 = np.clip(p1, 0.0, 1.0), np.clip(p2, 0.0, 1.0)
     return np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / float(n))
+
+
+def with_diverged(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished ``runs`` plus the diverged runs of the same recipe, scale and data.
+
+    :func:`bnlab.claims.evaluate` hands a measurement the finished runs only; a claim whose
+    subject includes divergence (a network that does not train at some learning rate or
+    depth) reads the diverged runs of its run set through this. Rows as in ``Store.runs``.
+
+    Raises:
+        MissingDataError: if ``runs`` is empty (its run set cannot be told).
+    """
+    if runs.empty:
+        raise MissingDataError("no finished runs")
+    every = store.runs(recipe=str(runs["recipe"].iloc[0]))
+    same = np.ones(len(every), dtype=bool)
+    for label in ("cfg.scale", "cfg.data"):
+        if label in every.columns and label in runs.columns:
+            same &= (every[label] == runs[label].iloc[0]).to_numpy()
+    return every[same & every["status"].isin(["finished", "diverged"]).to_numpy()]

@@ -4,6 +4,12 @@ Only the package's ``make_dataset`` is called: its ``get_dataset`` downloads a p
 unpickles it, which bnlab never does. ``make_dataset`` reseeds the global ``random`` and
 ``numpy`` generators (``mnist1d.utils.set_seed``); we save and restore them, and torch's,
 so generating data never changes the randomness of the caller's experiment.
+
+The cache is verified before use: the digests stored with it (see
+:mod:`bnlab.data.cache`), then dtypes, shapes, finite values within
+:data:`MAX_ABS_SIGNAL` and labels in 0..9. A cache that fails (changed, damaged, written
+by a bnlab without digests, or a planted pickle) is regenerated with a
+:class:`CacheWarning`, since a single NaN or 1e30 in it would silently wreck every run.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +29,17 @@ import torch
 from bnlab.data.cache import read_npz, write_npz_atomic
 from bnlab.data.errors import DataError
 
-__all__ = ["load_mnist1d", "mnist1d_args", "preserved_global_rng"]
+__all__ = ["MAX_ABS_SIGNAL", "CacheWarning", "load_mnist1d", "mnist1d_args",
+           "preserved_global_rng"]
 
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: The package standardizes its signals (|x| < 6 at the default arguments); far beyond
+#: this bound a value is damage, not data.
+MAX_ABS_SIGNAL = 1e3
+
+
+class CacheWarning(UserWarning):
+    """A cached dataset failed verification and was regenerated."""
 
 
 @contextlib.contextmanager
@@ -83,6 +98,33 @@ def cache_path(data_dir: Path, args: dict[str, Any]) -> Path:
     return data_dir / f"mnist1d-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}.npz"
 
 
+def _cached(path: Path) -> dict[str, np.ndarray] | None:
+    """The verified arrays of the cache at ``path``, or ``None`` (missing or refused)."""
+    if not path.exists():
+        return None
+    try:
+        arrays = read_npz(path, _KEYS, "regenerating it", require_digests=True)
+        _check(path, arrays)
+        return arrays
+    except DataError as err:
+        warnings.warn(str(err), CacheWarning, stacklevel=3)
+        return None
+
+
+def _check(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Refuse arrays whose dtype, shape, values or labels are not MNIST-1D's."""
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.float32 or x.ndim != 2 or y.dtype != np.int64 or y.shape != x.shape[:1]:
+            raise DataError(f"{path}: x_{split} {x.dtype}{x.shape}, y_{split} {y.dtype}{y.shape};"
+                            " expected float32 (N, L) and int64 (N,); regenerating it")
+        if x.size and not (np.isfinite(x).all() and np.abs(x).max() <= MAX_ABS_SIGNAL):
+            raise DataError(f"{path}: x_{split} holds non-finite values or values beyond "
+                            f"±{MAX_ABS_SIGNAL:g}; regenerating it")
+        if y.size and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"{path}: y_{split} holds labels outside 0..9; regenerating it")
+
+
 def load_mnist1d(
     split: str, data_dir: Path, *, unit_range: bool = True, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,12 +140,14 @@ def load_mnist1d(
     """
     args = mnist1d_args(**options)
     path = cache_path(data_dir, args)
-    if not path.exists():
+    arrays = _cached(path)
+    if arrays is None:
+        arrays = _generate(args)
+        _check(path, arrays)  # the package's own output, checked like the cache
         try:
-            write_npz_atomic(path, _generate(args))
+            write_npz_atomic(path, arrays)
         except OSError as err:
             raise DataError(f"could not write {path} ({err}); pass a writable data_dir") from err
-    arrays = read_npz(path, _KEYS, f"delete {path}; it is regenerated on the next load")
     x = torch.from_numpy(arrays[f"x_{split}"]).unsqueeze(1)  # (N, L) -> (N, 1, L)
     if unit_range:
         lo = min(arrays["x_train"].min(initial=np.inf), arrays["x_test"].min(initial=np.inf))

@@ -5,7 +5,7 @@ Importing this package registers every recipe (one module per paper). A recipe i
 (:mod:`bnlab.experiments.recipe`); :mod:`bnlab.experiments.harness` performs its runs.
 """
 
-from bnlab.experiments import ioffe2015
+from bnlab.experiments import ioffe2015, kohler2019, yang2019
 from bnlab.experiments.harness import DEVICES, Measure, RunEnv, Training, resolve_device, run_spec
 from bnlab.experiments.recipe import (
     DATA,
@@ -19,7 +19,13 @@ from bnlab.experiments.recipe import (
     list_recipes,
     register_recipe,
 )
-from bnlab.experiments.runner import describe_recipes, parse_seeds, plan, run_recipes
+from bnlab.experiments.runner import (
+    describe_recipes,
+    parse_seeds,
+    plan,
+    run_recipes,
+    select_recipes,
+)
 
 __all__ = [
     "DATA",
@@ -36,6 +42,7 @@ __all__ = [
     "describe_recipes",
     "get_recipe",
     "ioffe2015",
+    "kohler2019",
     "list_recipes",
     "parse_seeds",
     "plan",
@@ -43,4 +50,6 @@ __all__ = [
     "resolve_device",
     "run_recipes",
     "run_spec",
+    "select_recipes",
+    "yang2019",
 ]

@@ -1,4 +1,8 @@
-"""Plan and run recipes: scale preset + overrides → run grid → sweep."""
+"""Plan and run recipes: scale preset + overrides → run grid → sweep.
+
+A recipe is named exactly (``ioffe2015.mnist``) or by its paper prefix (``ioffe2015``
+selects every ``ioffe2015.*`` recipe): :func:`select_recipes`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
 from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
 from bnlab.names import DEVICES
+from bnlab.registry import UnknownNameError, normalize_name
 from bnlab.sweep import SweepSummary, execute
 
-__all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes"]
+__all__ = ["describe_recipes", "parse_seeds", "plan", "run_recipes", "select_recipes"]
 
 # An upper bound on seeds and on how many a run may ask for: a seed is a 64-bit value
 # (numpy, torch) and a list of them is held in memory.
@@ -49,6 +54,31 @@ def parse_seeds(seeds: str | int | Sequence[int] | None, default: int) -> list[i
     if not parts or len(parts) > _MAX_SEEDS or any(not 0 <= s <= _MAX_SEED for s in parts):
         raise bad
     return parts
+
+
+def select_recipes(names: Sequence[str]) -> list[str]:
+    """The recipes ``names`` select, in order, each once.
+
+    A name that is a registered recipe selects it; otherwise it is a prefix and selects
+    every recipe called ``<name>.<something>`` (``ioffe2015`` → ``ioffe2015.mnist``, …).
+
+    Raises:
+        UnknownNameError: a name that is neither a recipe nor a prefix of one; the message
+            lists the recipes and the prefixes.
+    """
+    registered = list_recipes()
+    chosen: dict[str, None] = {}
+    for name in names:
+        key = normalize_name(name)
+        matches = [key] if key in registered else [r for r in registered
+                                                    if r.startswith(key + ".")]
+        if not matches:
+            prefixes = sorted({r.split(".", 1)[0] for r in registered})
+            raise UnknownNameError(f"unknown recipe {name!r}; valid recipes: "
+                                   f"{', '.join(registered)}; or a paper prefix: "
+                                   f"{', '.join(prefixes)}")
+        chosen.update(dict.fromkeys(matches))
+    return list(chosen)
 
 
 def plan(
@@ -90,6 +120,8 @@ def run_recipes(
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
+    A name may be a paper prefix (``ioffe2015``): see :func:`select_recipes`.
+
     Every recipe is planned (and its overrides validated) before the first run starts, so a
     typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
     With several recipes, every ``--set`` key must be a field of each of them.
@@ -115,7 +147,7 @@ def run_recipes(
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved)
-        for n in (names or list_recipes())
+        for n in (select_recipes(names) if names else list_recipes())
     ]
     if ddp:
         return _run_ddp(plans, out, bn_sync or "global", resolved, scale=scale,

@@ -10,7 +10,7 @@ Example:
     ('Ioffe & Szegedy 2015', True)
 """
 
-from bnlab.recipes import inspect, ioffe2015
+from bnlab.recipes import inspect, ioffe2015, kohler2019, yang2019
 from bnlab.recipes.card import (
     CARDS,
     COMMON,
@@ -38,7 +38,9 @@ __all__ = [
     "get_card",
     "inspect",
     "ioffe2015",
+    "kohler2019",
     "list_cards",
     "metric",
     "register_card",
+    "yang2019",
 ]

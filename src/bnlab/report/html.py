@@ -1,7 +1,9 @@
 """The self-contained HTML claims report: ``<out>/report.html``.
 
-Per recipe with stored runs, and per run set (scale and data source) of that recipe: the
-paper and figure, the figures (PNG inlined as base64; PNG and SVG also written under
+First the synthesis (:mod:`bnlab.report.synthesis`): every claim under the explanation of
+BN it bears on, with its verdict and links to its row and figures below. Then per recipe
+with stored runs, and per run set (scale and data source) of that recipe: the paper and
+figure, the figures (PNG inlined as base64; PNG and SVG also written under
 ``<out>/figures/``), the claims table (id and statement, the paper's number, the measured
 mean ± std over seeds, the rule with its threshold and source, the verdict and its
 reason), the run counts by status, the runs themselves, and provenance (git sha and whether
@@ -23,10 +25,19 @@ from pathlib import Path
 import pandas as pd
 
 from bnlab import __version__
-from bnlab.claims import MissingDataError, RunSet, Verdict, evaluate, list_claims, run_sets
+from bnlab.claims import (
+    Claim,
+    MissingDataError,
+    RunSet,
+    Verdict,
+    evaluate,
+    list_claims,
+    run_sets,
+)
 from bnlab.recipes import Card, list_cards
 from bnlab.report.figures import FIGURES
 from bnlab.report.style import save_figure, slug
+from bnlab.report.synthesis import anchor, run_set_anchor, synthesis_html
 from bnlab.results import STATUSES, Store, git_info
 
 __all__ = ["REPORT_NAME", "write_report"]
@@ -42,7 +53,11 @@ figcaption{font-size:.85em;color:#555}.muted{color:#777;font-size:.85em}
 .badge{display:inline-block;padding:.15em .55em;border-radius:.8em;font-weight:600;
 color:#fff;white-space:nowrap}
 .badge.supported{background:#2e7d32}.badge.not-supported{background:#c62828}
-.badge.inconclusive{background:#9e9e9e}.holds{color:#2e7d32}.fails{color:#c62828}
+.badge.inconclusive{background:#9e9e9e}.badge.not-run{background:#e0e0e0;color:#555}
+.holds{color:#2e7d32}.fails{color:#c62828}table.synthesis{width:100%;table-layout:fixed}
+table.synthesis td:nth-child(2){font-size:.85em}table.synthesis th:nth-child(1){width:15%}
+table.synthesis th:nth-child(2){width:37%}table.synthesis th:nth-child(3){width:12%}
+table.synthesis th:nth-child(5){width:8%}
 code{background:#f4f4f4;padding:0 .2em}ul.details{margin:.3em 0;padding-left:1.2em}
 """
 
@@ -72,19 +87,19 @@ def _measured(verdict: Verdict) -> str:
             + (f'<ul class="details">{items}</ul>' if items else ""))
 
 
-def _claim_row(verdict: Verdict) -> str:
+def _claim_row(verdict: Verdict, row_id: str) -> str:
     c = verdict.claim
     rule = (f"{_e(c.rule.text)}<br><span class=\"muted\">threshold: value {_e(c.rule.op)} "
             f"{c.rule.threshold:g}; source: {_e(c.rule.source)}</span>")
     paper = _e(c.paper_value) if c.paper_value else '<span class="muted">none given</span>'
-    return (f'<tr class="claim" id="{_e(c.id)}"><td><b>{_e(c.id)}</b> '
+    return (f'<tr class="claim" id="{_e(row_id)}"><td><b>{_e(c.id)}</b> '
             f'<span class="muted">{_e(c.figure)}, {_e(c.kind)}</span><br>{_e(c.statement)}</td>'
             f"<td>{paper}</td><td>{_measured(verdict)}</td><td>{rule}</td>"
             f"<td>{_badge(verdict.status)}</td><td>{_e(verdict.reason)}</td></tr>")
 
 
-def _claims_table(verdicts: Iterable[Verdict]) -> str:
-    rows = "".join(_claim_row(v) for v in verdicts)
+def _claims_table(verdicts: Iterable[tuple[Verdict, str]]) -> str:
+    rows = "".join(_claim_row(v, row_id) for v, row_id in verdicts)
     if not rows:
         return '<p class="muted">No claims registered for this recipe.</p>'
     head = ("<tr><th>claim</th><th>paper's number</th><th>measured (mean ± std over seeds)</th>"
@@ -170,19 +185,39 @@ def _figures_html(store: Store, info: Card, run_set: RunSet, fig_dir: Path) -> s
     return "".join(parts)
 
 
-def _run_set_html(store: Store, info: Card | None, run_set: RunSet, fig_dir: Path) -> str:
-    parts = [f"<h3>{_e(run_set.label)}</h3>", "<h4>Runs by status</h4>",
-             _counts_table(run_set.runs), _runs_table(run_set.runs)]
+class _Judge:
+    """Verdicts computed once per (claim, scale, data).
+
+    The synthesis and the recipe sections share it.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache: dict[tuple[str, str | None, str | None], Verdict] = {}
+
+    def __call__(self, claim: Claim, run_set: RunSet) -> Verdict:
+        key = (claim.id, run_set.scale, run_set.data)
+        if key not in self.cache:
+            self.cache[key] = evaluate(claim, self.store, scale=run_set.scale,
+                                       data=run_set.data)
+        return self.cache[key]
+
+
+def _run_set_html(store: Store, info: Card | None, run_set: RunSet, fig_dir: Path,
+                  judge: _Judge, primary: bool) -> str:
+    parts = [f'<h3 id="{_e(run_set_anchor(run_set))}">{_e(run_set.label)}</h3>',
+             "<h4>Runs by status</h4>", _counts_table(run_set.runs), _runs_table(run_set.runs)]
     if info is not None:
         parts.append(_figures_html(store, info, run_set, fig_dir))
-        verdicts = [evaluate(c, store, scale=run_set.scale, data=run_set.data)
+        verdicts = [(judge(c, run_set), anchor(c, run_set, primary))
                     for c in list_claims(info.name)]
         parts += ["<h4>Claims</h4>", _claims_table(verdicts)]
     parts += ["<h4>Provenance</h4>", _provenance(run_set.runs, git_info().get("git_sha"))]
     return "".join(parts)
 
 
-def _recipe_html(store: Store, name: str, info: Card | None, fig_dir: Path) -> str:
+def _recipe_html(store: Store, name: str, info: Card | None, fig_dir: Path,
+                 judge: _Judge) -> str:
     sets = run_sets(store, name)
     if not sets:
         return ""  # a recipe with no runs in the store is simply absent
@@ -190,7 +225,8 @@ def _recipe_html(store: Store, name: str, info: Card | None, fig_dir: Path) -> s
         title = f"{_e(name)} <span class=\"muted\">(no claims registered)</span>"
     else:
         title = f"{_e(info.paper)}, {_e(info.figure)}: {_e(info.summary)}"
-    body = "".join(_run_set_html(store, info, rs, fig_dir) for rs in sets)
+    body = "".join(_run_set_html(store, info, rs, fig_dir, judge, i == 0)
+                   for i, rs in enumerate(sets))
     return (f'<section class="recipe" id="{_e(slug(name))}"><h2>{title}</h2>'
             f'<p class="muted">recipe <code>{_e(name)}</code></p>'
             f"{_card_html(info) if info else ''}{body}</section>")
@@ -236,8 +272,11 @@ def write_report(out_dir: str | Path, *, store: Store | None = None) -> Path:
     own = store is None
     store = Store(out) if store is None else store
     try:
-        sections = "".join(_recipe_html(store, name, info, out / "figures")
+        judge = _Judge(store)
+        sections = "".join(_recipe_html(store, name, info, out / "figures", judge)
                            for name, info in _recipes(store))
+        if sections:
+            sections = synthesis_html(store, judge) + sections
     finally:
         if own:
             store.close()

@@ -19,6 +19,8 @@ from bnlab.results.store import (
     SchemaError,
     Store,
     StoreError,
+    StoreLostError,
+    StorePathError,
 )
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "StoreLostError",
+    "StorePathError",
     "export",
     "git_info",
     "package_versions",

@@ -17,7 +17,16 @@ number of optimizer updates completed when the quantity was measured (docs/inter
 ``allow_pickle=False``. SQLite stores a NaN metric as NULL, so it reads back as NaN.
 
 Several processes may write at once: the database runs in WAL mode with a busy timeout,
-and every write is one ``BEGIN IMMEDIATE`` transaction.
+and every write is one ``BEGIN IMMEDIATE`` transaction, so a process killed mid-write
+leaves no half-written row. :meth:`Store.sync` copies the WAL into the main file (the
+sweep calls it at every run checkpoint); :meth:`Store.check_intact` notices a database
+deleted, replaced or cut from its WAL while it was open, so a run whose rows were lost is
+never reported ``finished``.
+
+Errors: :class:`StorePathError` (also a :class:`~bnlab.errors.UserError`: the output
+folder or file given cannot hold a store, exit status 2); :class:`StoreError` for the
+environment (permissions, a full disk, a damaged file: exit status 1), its message naming
+the file and the fix; :class:`StoreLostError` when the open database vanished.
 
 Example:
     >>> store = Store("bnlab_out")                                  # doctest: +SKIP
@@ -32,7 +41,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -42,7 +53,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "STATUSES", "SchemaError", "Store", "StoreError"]
+from bnlab.errors import UserError
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "RowCounts",
+    "SchemaError",
+    "Store",
+    "StoreError",
+    "StoreLostError",
+    "StorePathError",
+    "prepare_out_dir",
+]
 
 DB_NAME = "bnlab.db"
 SCHEMA_VERSION = 1
@@ -89,12 +113,101 @@ _RUN_COLUMNS = (
 )
 
 
-class StoreError(RuntimeError):
-    """A results store cannot be opened or a write is invalid."""
+class StoreError(OSError):
+    """A results store cannot be opened, read or written (the message names file and fix).
+
+    An ``OSError``: like one, it is the environment's failure (disk, permissions, a
+    damaged file), printed by the CLI as one line with exit status 1.
+    """
 
 
-class SchemaError(StoreError):
+class StorePathError(StoreError, UserError):
+    """The output folder or database given cannot hold a store (bad input: exit status 2)."""
+
+
+class SchemaError(StorePathError):
     """The database was written by another (newer or unknown) schema version."""
+
+
+class StoreLostError(StoreError):
+    """The open database was deleted, replaced or cut from its WAL by someone else."""
+
+
+class RowCounts(tuple[int, int]):
+    """``(metrics, arrays)``: how many rows of one run a store holds."""
+
+    @property
+    def metrics(self) -> int:
+        """Metric rows."""
+        return self[0]
+
+    @property
+    def arrays(self) -> int:
+        """Array rows."""
+        return self[1]
+
+
+# What to do about an SQLite failure, by a phrase of its message (sqlite3 has no codes
+# before Python 3.11's sqlite_errorname, and the phrases are stable across versions).
+_ADVICE = (
+    ("disk is full", "free some disk space, then run the same command again"),
+    ("disk i/o error", "the disk or a file size limit refused a write; free some space or "
+                       "check the folder, then run the same command again"),
+    ("readonly", "the folder or database is read-only; make it writable or use another --out"),
+    ("unable to open", "check that the folder exists and is writable, or use another --out"),
+    ("malformed", "the database file is damaged; restore it from a copy or move it away "
+                  "(its runs are then run again)"),
+    ("not a database", "move it away or use another --out"),
+    ("locked", "another process holds the database; wait for it or use another --out"),
+)
+
+
+# These mean a bug in bnlab (a constraint broken, bad SQL) and keep their traceback; every
+# other DatabaseError is the file's or the machine's (full disk, I/O, damage, permissions).
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.NotSupportedError,
+         sqlite3.DataError)
+
+
+@contextmanager
+def _sqlite_errors(path: Path) -> Iterator[None]:
+    """Turn the SQLite failures of the environment into a :class:`StoreError`."""
+    try:
+        yield
+    except _BUGS:
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise _store_error(path, exc) from exc
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The :class:`StoreError` for an SQLite failure: what happened to which file, the fix.
+
+    A file that is not a database is the user's input (:class:`StorePathError`).
+    """
+    text = str(exc) or type(exc).__name__
+    fix = next((f for phrase, f in _ADVICE if phrase in text.lower()), "see the message above")
+    kind = StorePathError if "not a database" in text else StoreError
+    return kind(f"results database {path}: {text}; {fix}")
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output folder if needed; say plainly why it cannot be one.
+
+    Raises:
+        StorePathError: ``out_dir`` (or a folder above it) is a file.
+        StoreError: the folder cannot be created (permissions, a full disk).
+    """
+    out = Path(out_dir)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == out else f"is under {parent}, which is a file"
+            raise StorePathError(f"output folder {out} {what}; pass a folder with --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create output folder {out}: {exc.strerror or exc}; "
+                         "use a writable place for --out") from exc
+    return out
 
 
 def _now() -> str:
@@ -130,31 +243,43 @@ class Store:
     Args:
         out_dir: the output directory; created if missing. The database is
             ``<out_dir>/bnlab.db``.
+        create: create the database if it is missing (SQLite then discards a ``-wal``
+            file a deleted database left behind); ``False`` (pool workers) refuses
+            instead, so a worker never starts a new database beside a sweep's lost one.
 
     Raises:
         SchemaError: if the database has a schema version this bnlab does not know.
-        StoreError: if the file is not a bnlab database.
+        StorePathError: if ``out_dir`` is (under) a file or the file is not a bnlab
+            database.
+        StoreError: if the database cannot be opened or written (permissions, disk).
 
     A ``Store`` holds one SQLite connection: use one per process (and per thread) and
     close it with :meth:`close` or a ``with`` block.
     """
 
-    def __init__(self, out_dir: str | Path) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, out_dir: str | Path, *, create: bool = True) -> None:
+        self.out_dir = prepare_out_dir(out_dir)
         self.path = self.out_dir / DB_NAME
-        # isolation_level=None: we open every transaction ourselves with BEGIN IMMEDIATE,
-        # which takes the write lock up front so concurrent writers queue on busy_timeout
-        # instead of failing with "database is locked" at commit time.
-        self._con = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-        )
+        if self.path.exists() and not self.path.is_file():
+            raise StorePathError(f"{self.path} is not a file; move it away or use another --out")
+        mode = "rwc" if create else "rw"
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}"
+        try:
+            # isolation_level=None: we open every transaction ourselves with BEGIN
+            # IMMEDIATE, which takes the write lock up front so concurrent writers queue on
+            # busy_timeout instead of failing with "database is locked" at commit time.
+            self._con = sqlite3.connect(
+                uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from exc
         try:
             self._configure()
             self._migrate()
+            self._identity = _file_id(self.path)
         except sqlite3.DatabaseError as exc:
             self._con.close()
-            raise StoreError(f"{self.path} is not a bnlab results database: {exc}") from exc
+            raise _store_error(self.path, exc) from exc
         except BaseException:
             self._con.close()
             raise
@@ -199,14 +324,72 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        self._con.execute("BEGIN IMMEDIATE")
+        """One write transaction: committed on success, rolled back on any exception.
+
+        SQLite failures (a full disk, a read-only or damaged file) become a
+        :class:`StoreError` naming the file and the fix; SQLite may already have rolled
+        the transaction back itself (an I/O error does), so the rollback is conditional.
+        """
+        with _sqlite_errors(self.path):
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+                self._con.execute("COMMIT")
+            except BaseException:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        """All rows of one read; SQLite failures become a :class:`StoreError`."""
+        with _sqlite_errors(self.path):
+            return self._con.execute(sql, tuple(args)).fetchall()
+
+    def sync(self) -> None:
+        """Copy the WAL into the main database file (a passive checkpoint: never blocks).
+
+        Called at every run checkpoint, so the main file holds every row a checkpoint
+        counts even if the ``-wal`` file is lost later.
+        """
+        self._query("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def check_intact(self, run_id: int | None = None) -> None:
+        """Raise unless the database this store opened is still the one at :attr:`path`.
+
+        Checks that the file was not deleted or replaced, and that a fresh connection sees
+        what this one sees (the run's status and row counts, or every run's status): a
+        deleted ``-wal`` file leaves this connection writing into a file no one else reads.
+
+        Raises:
+            StoreLostError: naming what happened and that a re-run repairs it.
+        """
+        lost = (f"results database {self.path} was deleted, replaced or cut from its WAL "
+                "while this sweep was writing to it")
+        fix = "nothing was reported finished; run the same command again to redo the lost runs"
         try:
-            yield self._con
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+            same = _file_id(self.path) == self._identity
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise StoreLostError(f"{lost}; {fix}")
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=rw"
+        try:
+            fresh = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+            try:
+                theirs = _fingerprint(fresh, run_id)
+            finally:
+                fresh.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreLostError(f"{lost} ({exc}); {fix}") from exc
+        with _sqlite_errors(self.path):
+            mine = _fingerprint(self._con, run_id)
+        if theirs != mine:
+            raise StoreLostError(f"{lost} (another reader sees other rows); {fix}")
+
+    def row_counts(self, run_id: int, before_step: int | None = None) -> RowCounts:
+        """How many metric and array rows run ``run_id`` has (with ``step < before_step``)."""
+        with _sqlite_errors(self.path):
+            return _counts(self._con, run_id, before_step)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -357,7 +540,7 @@ class Store:
         args: tuple = ()
         if recipe is not None:
             sql, args = sql + " WHERE recipe = ?", (recipe,)
-        rows = self._con.execute(sql + " ORDER BY id", args).fetchall()
+        rows = self._query(sql + " ORDER BY id", args)
         # JSON is parsed before pandas sees it: a NULL provenance (a pending run) would
         # become NaN in a text column, which json cannot read.
         parsed = {col: [_json_or_empty(r[_RUN_COLUMNS.index(col)]) for r in rows]
@@ -400,26 +583,24 @@ class Store:
         sql = "SELECT m.run, m.step, m.name, m.value FROM metrics m JOIN runs r ON r.id = m.run"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self._con.execute(sql + " ORDER BY m.run, m.name, m.step", args).fetchall()
+        rows = self._query(sql + " ORDER BY m.run, m.name, m.step", args)
         df = pd.DataFrame(rows, columns=["run", "step", "name", "value"])
         return df.astype({"run": "int64", "step": "int64", "value": "float64"})
 
     def arrays(self, run: int, name: str) -> list[tuple[int, np.ndarray]]:
         """The arrays ``name`` of run ``run`` as ``[(step, array), ...]`` ordered by step."""
-        rows = self._con.execute(
-            "SELECT step, npy FROM arrays WHERE run=? AND name=? ORDER BY step", (run, name)
-        ).fetchall()
+        rows = self._query(
+            "SELECT step, npy FROM arrays WHERE run=? AND name=? ORDER BY step", (run, name))
         return [(int(step), _from_npy(blob)) for step, blob in rows]
 
     def array_names(self, run: int) -> list[str]:
         """The distinct array names run ``run`` stored, sorted (no data is read)."""
-        rows = self._con.execute(
-            "SELECT DISTINCT name FROM arrays WHERE run=? ORDER BY name", (run,)).fetchall()
+        rows = self._query("SELECT DISTINCT name FROM arrays WHERE run=? ORDER BY name", (run,))
         return [name for (name,) in rows]
 
     def array_index(self) -> pd.DataFrame:
         """A summary of the stored arrays: ``[run, step, name, dtype, shape]``, no data."""
-        rows = self._con.execute("SELECT run, step, name, npy FROM arrays ORDER BY run, name, step")
+        rows = self._query("SELECT run, step, name, npy FROM arrays ORDER BY run, name, step")
         out = []
         for run, step, name, blob in rows:
             arr = _from_npy(blob)
@@ -429,12 +610,11 @@ class Store:
     def run(self, id_or_key: int | str) -> dict[str, Any] | None:
         """The run with this id (an int) or key (a str) as a dict, or ``None``."""
         column = "key" if isinstance(id_or_key, str) else "id"
-        row = self._con.execute(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE {column} = ?", (id_or_key,)
-        ).fetchone()
-        if row is None:
+        rows = self._query(
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE {column} = ?", (id_or_key,))
+        if not rows:
             return None
-        out = dict(zip(_RUN_COLUMNS, row, strict=True))
+        out = dict(zip(_RUN_COLUMNS, rows[0], strict=True))
         for col in ("config", "provenance"):
             out[col] = json.loads(out[col]) if out[col] else {}
         return out
@@ -442,6 +622,26 @@ class Store:
     def status_counts(self) -> dict[str, int]:
         """The number of runs in each status (every status present, zeros included)."""
         counts = dict.fromkeys(STATUSES, 0)
-        for status, n in self._con.execute("SELECT status, count(*) FROM runs GROUP BY status"):
+        for status, n in self._query("SELECT status, count(*) FROM runs GROUP BY status"):
             counts[status] = int(n)
         return counts
+
+
+def _fingerprint(con: sqlite3.Connection, run_id: int | None) -> tuple:
+    """What two connections to one intact database agree on: statuses, the run's rows."""
+    if run_id is None:
+        return tuple(con.execute("SELECT id, status FROM runs ORDER BY id").fetchall())
+    status = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchall()
+    return tuple(status), _counts(con, run_id, None)
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _counts(con: sqlite3.Connection, run_id: int, before_step: int | None) -> RowCounts:
+    limit = 2**63 - 1 if before_step is None else int(before_step)
+    found = [con.execute(f"SELECT count(*) FROM {table} WHERE run = ? AND step < ?",
+                         (run_id, limit)).fetchone()[0] for table in ("metrics", "arrays")]
+    return RowCounts(found)

@@ -9,15 +9,23 @@
 
 from bnlab.sweep.config import ConfigError, apply_overrides, config_to_dict
 from bnlab.sweep.context import RunContext
-from bnlab.sweep.execute import EXECUTORS, RunRecord, SweepSummary, execute, latest_step
+from bnlab.sweep.execute import (
+    EXECUTORS,
+    RunRecord,
+    SweepSummary,
+    execute,
+    failure_kind,
+    latest_step,
+)
 from bnlab.sweep.keys import EXECUTION_FIELDS, RunSpec, canonical_json, run_key
-from bnlab.sweep.lock import LOCK_NAME, SweepLockedError, dir_lock
+from bnlab.sweep.lock import LOCK_NAME, RunBusyError, SweepLockedError, dir_lock, run_lock
 
 __all__ = [
     "EXECUTION_FIELDS",
     "EXECUTORS",
     "LOCK_NAME",
     "ConfigError",
+    "RunBusyError",
     "RunContext",
     "RunRecord",
     "RunSpec",
@@ -28,6 +36,8 @@ __all__ = [
     "config_to_dict",
     "dir_lock",
     "execute",
+    "failure_kind",
     "latest_step",
     "run_key",
+    "run_lock",
 ]

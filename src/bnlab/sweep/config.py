@@ -8,9 +8,15 @@ setting or a traceback. Supported field types: ``int``, ``float``, ``bool``, ``s
 ``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]``, ``list[X]``, ``dict``,
 ``X | None``, nested dataclasses (addressed with dotted keys, ``model.width=64``) and
 ``Annotated[X, Range(...)]`` (:data:`PosInt`, :data:`NonNegInt`, :data:`PosFloat`,
-:data:`Probability`), whose bounds are checked on every override and by
-:func:`validate_config`. A recipe's grid axes (``lr``, ``norm``) take a list of values
-through :func:`apply_sweep_overrides`.
+:data:`Probability`) and ``Annotated[tuple[X, ...], MinItems(n)]``, whose bounds are
+checked on every override and by :func:`validate_config`. A recipe's grid axes (``lr``,
+``norm``) take a list of values through :func:`apply_sweep_overrides`.
+
+YAML (a ``--config`` file, a ``--set`` value of a mapping field) is read with limits: at
+most :data:`MAX_YAML_BYTES` of a regular file, expanding to at most
+:data:`MAX_YAML_NODES` values with every alias counted where it is used, so an "alias
+bomb" (a few lines that expand to billions of values) is refused before anything walks
+it. Messages quote at most a short excerpt of any value or key.
 
 Example:
     >>> from dataclasses import dataclass
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -39,7 +46,10 @@ from bnlab.errors import UserError
 
 __all__ = [
     "LABELS",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_NODES",
     "ConfigError",
+    "MinItems",
     "NonNegInt",
     "PosFloat",
     "PosInt",
@@ -49,6 +59,7 @@ __all__ = [
     "apply_sweep_overrides",
     "config_from_dict",
     "config_to_dict",
+    "load_yaml",
     "validate_config",
 ]
 
@@ -56,6 +67,11 @@ C = TypeVar("C")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _NONE = {"none", "null", "~"}
+#: The largest YAML document read (a config is a few hundred bytes).
+MAX_YAML_BYTES = 1 << 20
+#: The most values a YAML document may expand to, each alias counted at every use.
+MAX_YAML_NODES = 100_000
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it
 
 
 class ConfigError(UserError):
@@ -94,6 +110,22 @@ class Range:
         return " and ".join(parts) or "any number"
 
 
+@dataclasses.dataclass(frozen=True)
+class MinItems:
+    """The fewest items of a sequence field: ``Annotated[tuple[PosInt, ...], MinItems(1)]``."""
+
+    n: int
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` has too few items, or ``None`` when it is fine."""
+        return None if len(value) >= self.n else str(self)
+
+    def __str__(self) -> str:
+        return f"with at least {self.n} item{'' if self.n == 1 else 's'}"
+
+
+_BOUNDS = (Range, MinItems)
+
 #: An int >= 1 (steps, batch sizes, widths, periods that must run).
 PosInt = Annotated[int, Range(1)]
 #: An int >= 0 (a period where 0 means never).
@@ -118,7 +150,7 @@ class _BadValue(Exception):
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
-        ranges = [str(m) for m in tp.__metadata__ if isinstance(m, Range)]
+        ranges = [str(m) for m in tp.__metadata__ if isinstance(m, _BOUNDS)]
         return " ".join([_type_name(args[0]), *ranges])
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
@@ -193,7 +225,8 @@ def _parse_sequence(tp: Any, value: Any, text: bool) -> Any:
         try:
             parsed.append(v if elem is Any else _parse(elem, v, text))
         except _BadValue as bad:  # name the whole type, and which item is wrong
-            raise _BadValue(f"{_type_name(tp)} ({v!r} is not {bad.expected})") from None
+            raise _BadValue(f"{_type_name(tp)} ({_excerpt(v)} is not {bad.expected})"
+                            ) from None
     return tuple(parsed) if origin is tuple or tp is tuple else parsed
 
 
@@ -202,12 +235,12 @@ def _parse(tp: Any, value: Any, text: bool) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
         parsed = _parse(args[0], value, text)
-        for bound in (m for m in tp.__metadata__ if isinstance(m, Range)):
+        for bound in (m for m in tp.__metadata__ if isinstance(m, _BOUNDS)):
             if bound.problem(parsed) is not None:
                 raise _BadValue(_type_name(tp))
         return parsed
     if tp is Any:
-        return yaml.safe_load(value) if text else value
+        return load_yaml(value, "a --set value") if text else value
     if origin is Literal:
         for choice in args:
             if value == choice or (text and str(choice) == value.strip()):
@@ -225,7 +258,7 @@ def _parse(tp: Any, value: Any, text: bool) -> Any:
     if origin in (tuple, list) or tp in (tuple, list):
         return _parse_sequence(tp, value, text)
     if origin is dict or tp is dict:
-        mapping = yaml.safe_load(value) if text else value
+        mapping = load_yaml(value, "a --set value") if text else value
         if not isinstance(mapping, Mapping):
             raise _BadValue("a mapping")
         return dict(mapping)
@@ -258,10 +291,10 @@ class _Applier:
 
     def unknown(self, key: str) -> ConfigError:
         if key in LABELS:
-            return ConfigError(f"{key!r} is not a config field of {self.name}: set it with "
+            return ConfigError(f"{_excerpt(key)} is not a config field of {self.name}: set it with "
                                f"{LABELS[key]} (it labels the runs)")
         valid = ", ".join(_leaf_keys(self.root_cls))
-        return ConfigError(f"unknown key {key!r} for {self.name}; valid keys: {valid}")
+        return ConfigError(f"unknown key {_excerpt(key)} for {self.name}; valid keys: {valid}")
 
     def assign(self, cfg: Any, path: list[str], value: Any, text: bool, done: str = "") -> Any:
         head, full = path[0], done + path[0]
@@ -289,10 +322,106 @@ class _Applier:
         return dataclasses.replace(cfg, **{head: sub})
 
 
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()  # keyword arguments need Python 3.12
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 48, 48, 40
+    short.maxtuple = short.maxlist = short.maxdict = short.maxset = short.maxfrozenset = 4
+    return short
+
+
+_SHORT = _short_repr()
+
+
 def _excerpt(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters (a message never echoes a huge value)."""
-    text = repr(value)
+    """A short ``repr`` of ``value``: a message never echoes (or even builds) a huge one.
+
+    :mod:`reprlib` stops at a few items per level and a few levels, so the cost is
+    bounded even for a structure that shares its parts billions of times.
+    """
+    try:
+        text = _SHORT.repr(value)
+    except ValueError:  # an int past Python's 4300-digit str() limit
+        text = f"<a {type(value).__name__} too long to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _BadYaml(Exception):
+    """Internal: a YAML document that is well-formed but refused (why in the message)."""
+
+
+def _expanded_size(root: yaml.Node, cap: int) -> int:
+    """How many nodes ``root`` expands to (aliases counted at each use), up to ``cap + 1``.
+
+    Iterative (a deep document cannot overflow the stack) and memoized per node, so a
+    shared node is sized once. Raises :class:`_BadYaml` for a recursive alias.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        kids = _children(node)
+        if children_done:
+            open_.discard(id(node))
+            sizes[id(node)] = min(cap + 1, 1 + sum(sizes[id(k)] for k in kids))
+            continue
+        if id(node) in open_:
+            raise _BadYaml("it holds a recursive alias (a value that contains itself)")
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+        for k in kids:
+            if id(k) in open_:
+                raise _BadYaml("it holds a recursive alias (a value that contains itself)")
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """Parse one YAML document safely and within limits.
+
+    Args:
+        text: the document.
+        what: what it is, for messages (``"config file 'c.yaml'"``).
+
+    Raises:
+        ConfigError: invalid YAML, larger than :data:`MAX_YAML_BYTES`, expanding to more
+            than :data:`MAX_YAML_NODES` values, recursive or too deeply nested.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} is larger than {MAX_YAML_BYTES // 1024} KiB; a config is "
+                          "a few lines of key: value")
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise _BadYaml(f"it expands to more than {MAX_YAML_NODES:,} values (aliases "
+                           "counted at each use); write the values out")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"cannot parse {what}{at}: {_excerpt(problem)[1:-1]}") from None
+    except _BadYaml as exc:
+        raise ConfigError(f"cannot use {what}: {exc}") from None
+    except ValueError as exc:  # a value the constructor cannot build (a 5000-digit int)
+        raise ConfigError(f"cannot use {what}: {_excerpt(str(exc))[1:-1]}") from None
+    except RecursionError:
+        raise ConfigError(f"cannot parse {what}: it is nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _parse_field(tp: Any, value: Any, text: bool, key: str) -> Any:
@@ -305,28 +434,30 @@ def _parse_field(tp: Any, value: Any, text: bool, key: str) -> Any:
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    what = f"config file {_excerpt(str(p))}"
     try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} not found") from None
+        if not p.is_file():  # also refuses /dev/zero, a FIFO, a folder: never read forever
+            raise ConfigError(f"{what} {'is not a regular file' if p.exists() else 'not found'}")
+        with open(p, "rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"cannot parse config file {str(p)!r}{at}: {problem}") from None
+        raise ConfigError(f"cannot read {what}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text") from None
+    data = load_yaml(text, what)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of key: value")
+        raise ConfigError(f"{what} must hold a mapping of key: value")
     return dict(data)
 
 
 def _split_set(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"bad --set {item!r}: expected key=value, e.g. lr=0.1")
+        raise ConfigError(f"bad --set {_excerpt(item)}: expected key=value, e.g. lr=0.1")
     return key.strip(), value
 
 

@@ -6,6 +6,11 @@ them in one transaction per flush, so the store is touched once per checkpoint i
 rather than once per step. The loop flushes before each checkpoint, so every row with
 ``step < N`` is stored when checkpoint N exists; rows buffered after it may be lost in a
 crash, and are re-measured on resume.
+
+At each checkpoint the loop also asks :meth:`RunContext.checkpoint_meta` what to write
+into ``latest.json``: how many rows of the run the store holds below step N. A resume
+compares that with the store, so a database lost or replaced since then makes the run
+start again from scratch instead of resuming with a hole in its rows.
 """
 
 from __future__ import annotations
@@ -78,6 +83,22 @@ class RunContext:
         self._array_bytes += copy.nbytes
         if self._array_bytes >= _MAX_BUFFERED_ARRAY_BYTES:
             self.flush()
+
+    def checkpoint_meta(self, step: int) -> dict[str, Any]:
+        """The store's side of checkpoint ``step``, for ``latest.json``.
+
+        Flushes, copies the WAL into the main database file (so rows counted here survive
+        the loss of the ``-wal`` file), checks that the database is still the one this run
+        opened, and counts the run's rows with ``step < step``.
+
+        Raises:
+            bnlab.results.StoreLostError: the database was deleted or replaced meanwhile.
+        """
+        self.flush()
+        self._store.sync()
+        self._store.check_intact(self.run_id)
+        counts = self._store.row_counts(self.run_id, step)
+        return {"stored": {"metrics": counts.metrics, "arrays": counts.arrays}}
 
     def flush(self) -> None:
         """Write the buffered rows to the store (one transaction per table)."""

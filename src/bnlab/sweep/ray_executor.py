@@ -41,9 +41,14 @@ from bnlab.results import Store, StoreError
 __all__ = ["RayOptions", "ray_session", "require_ray", "run_on_ray"]
 
 _INSTALL = "--executor ray needs Ray: pip install 'bnlab[ray]' (or pip install ray)"
-#: The store methods a task may call through the relay (writes, and the reads of a resume).
-_STORE_CALLS = frozenset({"start_run", "finish_run", "add_provenance", "log_metrics",
-                          "log_arrays", "run", "row_counts", "check_intact"})
+#: Store methods a task may not call through the relay (the driver's store stays open).
+_REFUSED = frozenset({"close"})
+
+
+def _callable_from_task(name: str) -> bool:
+    """Any public :class:`Store` method but ``close`` (writes, and the reads of a resume)."""
+    return not name.startswith("_") and name not in _REFUSED and callable(
+        getattr(Store, name, None))
 #: Seconds the driver waits for a store call before checking its tasks again.
 _POLL_S = 0.05
 
@@ -135,7 +140,7 @@ class _StoreProxy:
         self._relay = relay
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name not in _STORE_CALLS:
+        if not _callable_from_task(name):
             raise AttributeError(f"a Ray task cannot call Store.{name} (the driver owns the store)")
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -158,7 +163,7 @@ def _serve(store: Store, relay: Any, ray: Any) -> None:
     """
     for call_id, method, args, kwargs in ray.get(relay.take.remote(_POLL_S)):
         try:
-            if method not in _STORE_CALLS:
+            if not _callable_from_task(method):
                 raise AttributeError(f"Store.{method} is not callable from a task")
             result = (True, getattr(store, method)(*args, **kwargs))
         except Exception as exc:

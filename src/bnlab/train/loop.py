@@ -182,7 +182,9 @@ class _Loop:
         directory = self.opts.checkpoint_dir
         if directory is None:  # unreachable: _Options.validate requires it
             raise RuntimeError("checkpoint requested without a checkpoint_dir")
-        save_checkpoint(directory, step, payload)
+        # A sink that stores rows says what it holds, so a resume can check nothing was lost.
+        meta = getattr(self.sink, "checkpoint_meta", None)
+        save_checkpoint(directory, step, payload, meta=meta(step) if callable(meta) else None)
 
     # -- logging -----------------------------------------------------------------------
     def log_metrics(self, step: int, values: dict[str, float]) -> None:

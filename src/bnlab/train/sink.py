@@ -1,8 +1,11 @@
 """Sinks: where the training loop writes its metrics and arrays.
 
 A sink has ``log_metrics(step, values)``, ``log_array(step, name, array)`` and ``flush()``
-(docs/internals.md, train). The results store provides the real one; :class:`MemorySink`
-keeps everything in lists, for notebooks and tests.
+(docs/internals.md, train). A sink may also have ``checkpoint_meta(step) -> dict``: the
+loop calls it after the flush of each checkpoint and writes what it returns into
+``latest.json`` (the sweep's sink records how many rows it holds there). The results
+store provides the real sink; :class:`MemorySink` keeps everything in lists, for notebooks
+and tests.
 """
 
 from __future__ import annotations

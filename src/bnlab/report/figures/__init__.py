@@ -5,7 +5,7 @@
 module per paper registers that paper's recipe figures on import.
 """
 
-from bnlab.report.figures import inspect, ioffe2015
+from bnlab.report.figures import inspect, ioffe2015, kohler2019, yang2019
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import FIGURES, Draw, RecipeFigure, figure
 
@@ -19,5 +19,7 @@ __all__ = [
     "figure",
     "inspect",
     "ioffe2015",
+    "kohler2019",
     "tracks_figure",
+    "yang2019",
 ]

@@ -24,7 +24,7 @@ Scales (3 seeds, 4 LRs × 2 nets = 24 runs), measured on a 2-core CPU:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ from bnlab.experiments.recipe import Preset, Recipe, RecipeConfig, register_reci
 from bnlab.models import create_model, norm_sites
 from bnlab.probes import ActivationStatsProbe, Schedule
 from bnlab.recipes.ioffe2015 import MNIST, PERCENTILES, TEST_ACC, TEST_N
-from bnlab.sweep.config import NonNegInt, PosFloat, PosInt, Probability
+from bnlab.sweep.config import MinItems, NonNegInt, PosFloat, PosInt, Probability, Range
 from bnlab.train import SGD, build_optimizer
 
 __all__ = ["PAPER", "PRESETS", "RECIPE", "IoffeMnistConfig", "build"]
@@ -48,13 +48,15 @@ class IoffeMnistConfig(RecipeConfig):
     lr: PosFloat = 0.5  # plain SGD step; not stated in the paper (PAPERS.md §8 claim 1)
     steps: PosInt = 50_000  # paper: 50k steps (§4.1)
     batch_size: PosInt = 60  # paper: 60 (§4.1)
-    widths: tuple[PosInt, ...] = (100, 100, 100)  # paper: 3 hidden layers of 100
+    widths: Annotated[tuple[PosInt, ...], MinItems(1)] = (100, 100, 100)  # paper: 3 of 100
     init_std: PosFloat = 0.1  # paper: "small random Gaussian values"; std not stated
     binarize: Probability = 0.0  # paper: "binary" inputs, threshold not stated; 0 keeps grey
     eval_every: PosInt = 1_000  # paper: test accuracy plotted every 1k steps (Fig. 1a)
     pct_every: PosInt = 500  # PAPERS.md §8 claim 2: percentiles every 500 steps
     pct_units: PosInt = 20  # PAPERS.md §8 claim 2: averaged over 20 random units
-    pct_batch: PosInt = 1_000  # PAPERS.md §8 claim 2: a fixed batch of 1,000 test images
+    # PAPERS.md §8 claim 2: a fixed batch of 1,000 test images; BN's batch statistics
+    # need at least 2
+    pct_batch: Annotated[int, Range(2)] = 1_000
     hist_bins: PosInt = 30  # histogram of the same units (not in the paper; for figures)
     log_every: PosInt = 100
     checkpoint_every: NonNegInt = 5_000

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bnlab.claims import ioffe2015 as claims
 from bnlab.claims.helpers import Curves, load_curves, running_median, total_variation
+from bnlab.claims.ioffe2015 import mnist as claims
 from bnlab.recipes.ioffe2015 import MNIST, PERCENTILES, TEST_ACC
 from bnlab.report.figures.kinds import Panel, Series, curves_figure, tracks_figure
 from bnlab.report.figures.registry import figure

@@ -214,6 +214,7 @@ C01 = register_claim(Claim(
     rule=Rule(">=", 1.0, "PAPERS.md §8 claim 1 (for each LR, at every checkpoint; no gain at "
               "the best LR refutes); a tie is a deficit under 1 binomial SE of a difference",
               "BN wins under every condition (each LR and the best LRs): fraction = 1"),
+    explanation="ics",
     paper_value="qualitative: BN higher throughout (Fig. 1a, read off ≈0.97–0.98 vs lower)",
     min_scale="quick",
 ))
@@ -232,6 +233,7 @@ C02 = register_claim(Claim(
     measure=measure_c02,
     rule=Rule(">=", C02_THRESHOLD, "PAPERS.md §8 claim 2: \"several times lower\" read as ≥ 3×",
               "smoothed TV(none) / TV(BN) ≥ 3 at the unnormalized net's best LR"),
+    explanation="ics",
     paper_value="qualitative: BN's percentiles much more stable (Fig. 1b,c)",
     min_scale="quick",
 ))
