@@ -76,8 +76,8 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE.yaml",
                    help="YAML file of config overrides")
     p.add_argument("--executor", default="serial", choices=EXECUTORS,
-                   help="run serially, in a local process pool, or several runs packed "
-                   "into this process (they share one GPU)")
+                   help="run serially, in a local process pool, as Ray tasks, or several "
+                   "runs packed into this process (they share one GPU)")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where data and models live (auto: CUDA when available)")
     p.add_argument("--workers", type=_int_between(1, MAX_WORKERS), default=2,
@@ -88,6 +88,23 @@ def _add_shared_flags(p: argparse.ArgumentParser) -> None:
                    help="graphs: replay each training step as one CUDA graph (needs CUDA)")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--checkpoint-root", type=Path, default=None, metavar="DIR",
+                   help="where runs keep checkpoints (default: <out>/checkpoints); with Ray "
+                        "on a cluster, a path every node reaches")
+    ray = p.add_argument_group("--executor ray (pip install 'bnlab[ray]')")
+    ray.add_argument("--address", default=None,
+                     help="auto (this machine's cluster) or HOST:PORT; default: a local Ray")
+    ray.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
+                     help="GPUs each run requests (0.25 packs four runs on a GPU)")
+    ray.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                     help="CPUs each run requests (default 1)")
+    ddp = p.add_argument_group("one run across processes: torchrun --nproc-per-node N -m "
+                               "bnlab run RECIPE --ddp")
+    ddp.add_argument("--ddp", action="store_true",
+                     help="train each run with DistributedDataParallel over torchrun's ranks")
+    ddp.add_argument("--bn-sync", default=None, choices=("global", "local"),
+                     help="BN statistics under --ddp: over the global batch (default) or per "
+                          "rank (ghost-style); stored in the run's config")
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -97,7 +114,19 @@ def _run_options(args: argparse.Namespace) -> dict:
         "executor": args.executor, "workers": args.workers,
         "retry_failed": args.retry_failed, "progress": not args.no_progress,
         "device": args.device, "compile": args.compile, "pack": args.pack,
+        "checkpoint_root": args.checkpoint_root,
+        "executor_options": _ray_options(args), "ddp": args.ddp, "bn_sync": args.bn_sync,
     }
+
+
+def _ray_options(args: argparse.Namespace) -> dict | None:
+    """The Ray flags given (``None`` when none was): refused for other executors."""
+    given = {k: v for k, v in (("address", args.address), ("gpus_per_run", args.gpus_per_run),
+                               ("cpus_per_run", args.cpus_per_run)) if v is not None}
+    if given and args.executor != "ray":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"{flags} apply to --executor ray only; add --executor ray or drop them")
+    return given or None
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -276,9 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--out", type=Path, default=Path("bnlab_out"))
     status.set_defaults(func=_cmd_status)
 
-    export = sub.add_parser("export", help="write the stored results as CSV or Parquet")
+    export = sub.add_parser("export", help="write the stored results as CSV, Parquet or "
+                            "TensorBoard event files")
     export.add_argument("--out", type=Path, default=Path("bnlab_out"))
-    export.add_argument("--format", choices=("csv", "parquet"), required=True)
+    export.add_argument("--format", choices=("csv", "parquet", "tensorboard"), required=True)
     export.add_argument("--dest", type=Path, required=True)
     export.set_defaults(func=_cmd_export)
 

@@ -24,9 +24,10 @@ SCALES: tuple[str, ...] = ("smoke", "quick", "paper")
 DATA: tuple[str, ...] = ("mnist1d", "paper")
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-#: Values of ``--executor``: one run at a time, a pool of processes, or several runs
-#: interleaved step by step in one process (sharing one GPU; bnlab.sweep.packed).
-EXECUTORS: tuple[str, ...] = ("serial", "process", "packed")
+#: Values of ``--executor``: one run at a time, a pool of processes, several runs
+#: interleaved step by step in one process (sharing one GPU; bnlab.sweep.packed), or Ray
+#: tasks (bnlab.sweep.ray_executor).
+EXECUTORS: tuple[str, ...] = ("serial", "process", "packed", "ray")
 #: Values of ``--compile``: eager steps, or each step replayed as a CUDA graph
 #: (bnlab.train.graphs).
 COMPILE_MODES: tuple[str, ...] = ("none", "graphs")

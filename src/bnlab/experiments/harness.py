@@ -180,6 +180,10 @@ def start_spec(spec: RunSpec, ctx: RunContext) -> TrainRun | dict[str, Any]:
     if compile_mode != "none":
         ctx.add_provenance(compile=compile_mode)
     job = recipe.build(cfg, env)
+    if spec.config.get("ddp"):  # --ddp under torchrun: bnlab.experiments.ddp
+        from bnlab.experiments.ddp import distribute
+
+        job = distribute(job, spec.config["ddp"], env)
     if isinstance(job, Measure):
         return _measure(job, ctx)
     if not isinstance(job, Training):

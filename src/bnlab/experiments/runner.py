@@ -7,14 +7,15 @@ selects every ``ioffe2015.*`` recipe): :func:`select_recipes`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from bnlab.errors import UserError
 from bnlab.experiments.harness import resolve_device, run_spec
 from bnlab.experiments.recipe import Plan, get_recipe, list_recipes
-from bnlab.names import COMPILE_MODES, MAX_WORKERS
+from bnlab.names import COMPILE_MODES, DEVICES, MAX_WORKERS
 from bnlab.registry import UnknownNameError, normalize_name
 from bnlab.sweep import SweepSummary, execute
 
@@ -116,6 +117,10 @@ def run_recipes(
     device: str = "auto",
     compile: str = "none",
     pack: int = 4,
+    checkpoint_root: Path | None = None,
+    executor_options: Mapping[str, Any] | None = None,
+    ddp: bool = False,
+    bn_sync: str | None = None,
 ) -> list[SweepSummary]:
     """Run the grids of ``names`` (every registered recipe when ``None``) into ``out``.
 
@@ -124,6 +129,12 @@ def run_recipes(
     Every recipe is planned (and its overrides validated) before the first run starts, so a
     typo fails fast. Finished runs already in ``out`` are skipped; unfinished ones resume.
     With several recipes, every ``--set`` key must be a field of each of them.
+    With ``executor="ray"`` the device is resolved by each run on its worker (the driver
+    may have no GPU), and ``executor_options`` (``address``, ``cpus_per_run``,
+    ``gpus_per_run``) place the runs (:mod:`bnlab.sweep.ray_executor`).
+    With ``ddp`` (under torchrun) each run is trained by every rank together, with BN
+    statistics ``bn_sync`` (``global`` by default), recorded in the runs' configs
+    (:mod:`bnlab.experiments.ddp`).
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
@@ -131,25 +142,88 @@ def run_recipes(
                             "that holds mnist.npz / cifar10.npz")
         # Workers are separate processes: the data location travels in the environment.
         os.environ["BNLAB_DATA"] = str(Path(data_dir).resolve())
-    resolved = resolve_device(device)
+    resolved = _device_for(executor, device, executor_options)
     _check_execution(resolved, compile, executor, pack)
+    if bn_sync is not None and not ddp:
+        raise UserError("--bn-sync applies to --ddp runs; add --ddp (under torchrun) or drop it")
+    if ddp and executor != "serial":
+        raise UserError(f"--ddp trains each run on every rank together; --executor {executor} "
+                        "does not apply (leave it out)")
+    if ddp and compile != "none":
+        raise UserError("--compile graphs replays single-process steps; it does not apply to "
+                        "--ddp runs (leave it out)")
     plans = [
         plan(n, scale=scale, data=data, seeds=seeds, sets=sets, config_file=config_file,
              device=resolved, compile=compile)
         for n in (select_recipes(names) if names else list_recipes())
     ]
+    if ddp:
+        return _run_ddp(plans, out, bn_sync or "global", resolved, scale=scale,
+                        retry_failed=retry_failed, progress=progress,
+                        checkpoint_root=checkpoint_root)
     summaries = []
-    for p in plans:
-        card = p.recipe.card
-        if progress:
-            print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {resolved} "
-                  f"({card.paper}, {card.figure})")
-        summaries.append(
-            execute(p.specs, out, run_spec, executor=executor,
-                    workers=pack if executor == "packed" else workers,
-                    retry_failed=retry_failed, progress=progress)
-        )
+    with _executor_session(executor, executor_options):
+        for p in plans:
+            _announce(p, scale, resolved, progress)
+            summaries.append(
+                execute(p.specs, out, run_spec, executor=executor,
+                        workers=pack if executor == "packed" else workers,
+                        retry_failed=retry_failed, progress=progress,
+                        checkpoint_root=checkpoint_root, options=executor_options)
+            )
     return summaries
+
+
+def _executor_session(executor: str, options: Mapping[str, Any] | None
+                      ) -> AbstractContextManager[None]:
+    """Ray: one connection for every recipe of the call; other executors: nothing."""
+    if executor != "ray":
+        return nullcontext()
+    from bnlab.sweep.ray_executor import ray_session
+
+    return ray_session((options or {}).get("address"))
+
+
+def _announce(p: Plan[Any], scale: str, device: str, progress: bool, extra: str = "") -> None:
+    card = p.recipe.card
+    if progress:
+        print(f"{card.name}: {len(p.specs)} runs at {scale} scale on {device}{extra} "
+              f"({card.paper}, {card.figure})")
+
+
+def _run_ddp(plans: list[Plan[Any]], out: Path, bn_sync: str, device: str, *, scale: str,
+             progress: bool, **execute_kw: Any) -> list[SweepSummary]:
+    """Every plan's runs trained by all ranks together; rank 0 alone writes ``out``."""
+    from bnlab.experiments import ddp
+
+    ddp.ddp_options(bn_sync, 1)  # an unknown --bn-sync fails before joining the group
+    rank, world = ddp.init_from_env(device)
+    progress, summaries, abort = progress and rank == 0, [], True
+    try:
+        for p in plans:
+            _announce(p, scale, device, progress, f", DDP over {world} ranks, BN {bn_sync}")
+            specs = ddp.ddp_specs(p.specs, bn_sync, world)
+            summaries.append(ddp.run_ddp_sweep(specs, out, run_spec, progress=progress,
+                                               **execute_kw))
+            if summaries[-1].failures:
+                return summaries
+        abort = False
+        return summaries
+    finally:
+        ddp.shutdown(abort=abort)
+
+
+def _device_for(executor: str, device: str, options: Mapping[str, Any] | None) -> str:
+    """The device runs are told to use: resolved here, or by each Ray worker."""
+    if executor != "ray":
+        return resolve_device(device)
+    if device not in DEVICES:
+        raise UserError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "cuda" and not (options or {}).get("gpus_per_run"):
+        raise UserError("--device cuda with --executor ray needs --gpus-per-run (e.g. 1, or "
+                        "0.25 to pack four runs on a GPU): Ray hides GPUs from tasks that "
+                        "request none")
+    return device
 
 
 def _check_execution(device: str, compile: str, executor: str, pack: int) -> None:

@@ -4,6 +4,7 @@
 with ``config`` and ``provenance`` as JSON text and the flattened ``cfg.<field>``
 columns), ``metrics`` (the long table ``run, step, name, value``) and ``arrays`` (a
 summary, ``run, step, name, dtype, shape``: the array data stay in the database).
+``--format tensorboard`` writes event files instead (:mod:`bnlab.results.tensorboard`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import pandas as pd
 
 from bnlab.errors import UserError
 from bnlab.results.store import DB_NAME, Store, StoreError, StorePathError
+from bnlab.results.tensorboard import write_tensorboard
 
 __all__ = ["FORMATS", "export"]
 
-FORMATS = ("csv", "parquet")
+FORMATS = ("csv", "parquet", "tensorboard")
 
 
 def _jsonable_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -65,9 +67,12 @@ def _target(dest: Path) -> Path:
 def export(out_dir: str | Path, format: str = "csv", dest: str | Path | None = None) -> list[Path]:
     """Write the runs, metrics and arrays-summary tables of ``<out_dir>/bnlab.db``.
 
+    With ``format="tensorboard"``, write one TensorBoard run folder per run instead
+    (:func:`bnlab.results.tensorboard.write_tensorboard`) and return those folders.
+
     Args:
         out_dir: the output directory holding ``bnlab.db``.
-        format: ``"csv"`` or ``"parquet"``.
+        format: ``"csv"``, ``"parquet"`` or ``"tensorboard"``.
         dest: the directory to write ``runs.<ext>``, ``metrics.<ext>`` and
             ``arrays.<ext>`` into (created if missing); default ``<out_dir>/export``.
 
@@ -94,6 +99,8 @@ def export(out_dir: str | Path, format: str = "csv", dest: str | Path | None = N
                         f"--out {out_dir}` first or pass the right --out")
     target = _target(Path(dest) if dest is not None else Path(out_dir) / "export")
     with Store(out_dir) as store:
+        if format == "tensorboard":
+            return write_tensorboard(store, target)
         tables: dict[str, Any] = {
             "runs": _jsonable_columns(store.runs()),
             "metrics": store.metrics(),

@@ -27,7 +27,8 @@ Executors (one function each, same signature, chosen from :data:`_EXECUTORS`): `
 runs in this process; ``process`` runs on a pool of spawned worker processes, each opening
 its own :class:`~bnlab.results.Store` (SQLite in WAL mode lets them write concurrently);
 ``packed`` interleaves up to ``workers`` runs step by step in this process, to share one
-GPU (:mod:`bnlab.sweep.packed`).
+GPU (:mod:`bnlab.sweep.packed`). ``ray`` runs each run as a Ray task whose store calls the
+driver executes (:mod:`bnlab.sweep.ray_executor`).
 Pool workers die with the sweep (a parent-death signal on Linux, and a watchdog thread
 everywhere), ignore the terminal's Ctrl-C and are stopped by the sweep instead, and are
 never handed more runs than they can start, so nothing queued starts after Ctrl-C.
@@ -36,6 +37,7 @@ never handed more runs than they can start, so nothing queued starts after Ctrl-
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import multiprocessing
 import os
@@ -245,18 +247,25 @@ def _finish(store: Store, run_id: int, key: str, outcome: Any) -> RunRecord:
 
 @dataclass(frozen=True)
 class _Job:
-    """What every run of one sweep shares (sent to pool workers as it is)."""
+    """What every run of one sweep shares (sent to pool workers and Ray tasks as it is)."""
 
     out_dir: Path
     run_fn: RunFn
     prov: dict
+    checkpoint_root: Path | None = None  # default <out_dir>/checkpoints
+    options: Mapping[str, Any] | None = None  # executor options (ray)
+
+    def checkpoint_dir(self, key: str) -> Path:
+        """The checkpoint folder of run ``key``."""
+        return (self.checkpoint_root or self.out_dir / "checkpoints") / key[:16]
 
 
 def _run_one(store: Store, job: _Job, spec: RunSpec, run_id: int,
              progress: bool = False) -> RunRecord:
     """Train one run under its run lock; a run held by another process is ``lost``."""
     try:
-        with run_lock(job.out_dir, spec.key, timeout=_RUN_LOCK_WAIT_S):
+        with run_lock(job.out_dir, spec.key, timeout=_RUN_LOCK_WAIT_S,
+                      root=job.checkpoint_root):
             return _attempt(store, job, spec, run_id, progress)
     except RunBusyError as exc:
         return RunRecord(spec.key, "lost", 0, str(exc))
@@ -264,7 +273,7 @@ def _run_one(store: Store, job: _Job, spec: RunSpec, run_id: int,
 
 def _attempt(store: Store, job: _Job, spec: RunSpec, run_id: int, progress: bool) -> RunRecord:
     """Start (or resume) one run, call ``run_fn`` and store how it ended."""
-    key, ckpt = spec.key, job.out_dir / "checkpoints" / spec.key[:16]
+    key, ckpt = spec.key, job.checkpoint_dir(spec.key)
     try:
         resumed_from, note = _resume_point(store, run_id, ckpt)
     except ValueError as exc:
@@ -409,10 +418,32 @@ def _packed(store: Store, job: _Job, todo: list, bar: tqdm, workers: int) -> lis
     return run_packed(store, job, todo, bar, workers)
 
 
+def _ray(store: Store, job: _Job, todo: list, bar: tqdm, workers: int) -> list[RunRecord]:
+    """Run each run as a Ray task (``workers`` unused: Ray places them by resources)."""
+    from bnlab.sweep import ray_executor
+
+    records: list[RunRecord] = []
+
+    def done(spec: RunSpec, run_id: int, record: RunRecord) -> None:
+        records.append(record)
+        bar.set_postfix_str(f"last {spec.key[:8]} ({record.status})")
+        bar.update(1)
+
+    lost = ray_executor.run_on_ray(store, todo, functools.partial(_run_on_ray_worker, job),
+                                   done, ray_executor.options_from(job.options))
+    return records + [RunRecord(spec.key, "lost", 0, why) for spec, _, why in lost]
+
+
+def _run_on_ray_worker(job: _Job, store: Store, spec: RunSpec, run_id: int) -> RunRecord:
+    """The task of one Ray run: :func:`_run_one` against the driver's store (a proxy)."""
+    return _run_one(store, job, spec, run_id)
+
+
 _EXECUTORS: dict[str, Callable[[Store, _Job, list, tqdm, int], list[RunRecord]]] = {
     "serial": _serial,
     "process": _process,
     "packed": _packed,
+    "ray": _ray,
 }
 
 
@@ -504,13 +535,21 @@ def _run_in_worker(job: _Job, spec: RunSpec, run_id: int) -> RunRecord:
 # -- the entry point ---------------------------------------------------------------------------
 
 
-def _check_args(executor: str, workers: int, run_fn: RunFn) -> None:
+def _check_args(executor: str, workers: int, run_fn: RunFn,
+                options: Mapping[str, Any] | None) -> None:
     if executor not in EXECUTORS or executor not in _EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or not (
             1 <= workers <= MAX_WORKERS):
         raise UserError(f"workers must be an int from 1 to {MAX_WORKERS}, got {workers!r}")
-    if executor == "process":
+    if options and executor != "ray":
+        raise UserError(f"executor options {sorted(options)} apply to --executor ray only")
+    if executor == "ray":
+        from bnlab.sweep.ray_executor import options_from, require_ray
+
+        require_ray()
+        options_from(options)
+    if executor in ("process", "ray"):
         try:
             pickle.dumps(run_fn)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -528,6 +567,8 @@ def execute(
     retry_failed: bool = False,
     progress: bool | None = None,
     lock_timeout: float | None = 0.0,
+    checkpoint_root: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> SweepSummary:
     """Execute the runs of a sweep that are not done yet, and store their results.
 
@@ -538,7 +579,7 @@ def execute(
             :class:`RunContext`. The outcome (object or dict) has ``status``
             (``"finished"``/``"diverged"``), ``first_bad_step`` and ``steps_run``, like
             ``bnlab.train``'s ``TrainResult``.
-        executor: ``"serial"``, ``"process"`` or ``"packed"`` (``run_fn`` then needs a
+        executor: ``"serial"``, ``"process"``, ``"ray"`` or ``"packed"`` (``run_fn`` then needs a
             ``start(spec, ctx)`` attribute returning a steppable run, as
             ``bnlab.experiments.run_spec`` has).
         workers: worker processes of the ``process`` executor (1 to :data:`MAX_WORKERS`;
@@ -548,6 +589,10 @@ def execute(
         progress: show a tqdm bar on stderr; ``None``: only when stderr is a terminal.
         lock_timeout: seconds to wait for another sweep on ``out_dir``; ``0`` refuses at
             once, ``None`` waits indefinitely.
+        checkpoint_root: where the runs' checkpoint folders (and run locks) live, default
+            ``<out_dir>/checkpoints``; with Ray on a cluster, a path every node reaches.
+        options: executor options, for ``ray`` only (:class:`~bnlab.sweep.ray_executor.
+            RayOptions`: ``address``, ``cpus_per_run``, ``gpus_per_run``, ``max_retries``).
 
     Returns:
         A :class:`SweepSummary`; ``summary.ok`` is false when a run failed or was lost.
@@ -563,11 +608,12 @@ def execute(
         >>> specs = [RunSpec("demo", {"lr": lr}, seed=s) for lr in (0.1, 1.0) for s in range(3)]
         >>> summary = execute(specs, "bnlab_out", train_one)  # doctest: +SKIP
     """
-    _check_args(executor, workers, run_fn)
+    _check_args(executor, workers, run_fn, options)
+    root = None if checkpoint_root is None else Path(checkpoint_root)
     out = Path(out_dir)
     with dir_lock(out, lock_timeout), Store(out) as store:
         todo, skipped = _plan(store, list(specs), retry_failed)
-        job = _Job(out, run_fn, provenance(executor=executor, workers=workers))
+        job = _Job(out, run_fn, provenance(executor=executor, workers=workers), root, options)
         with _progress_bar(len(todo) + len(skipped), len(skipped), progress) as bar:
             records = _EXECUTORS[executor if todo else "serial"](store, job, todo, bar, workers)
         store.check_intact()

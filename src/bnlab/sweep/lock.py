@@ -99,13 +99,17 @@ def _acquire(fd: int, path: Path, timeout: float | None) -> None:
             time.sleep(_POLL_S)
 
 
-def run_lock_path(out_dir: str | Path, key: str) -> Path:
-    """``<out>/checkpoints/<key[:16]>.lock``: the lock file of one run."""
-    return Path(out_dir) / "checkpoints" / f"{key[:16]}.lock"
+def run_lock_path(out_dir: str | Path, key: str, root: str | Path | None = None) -> Path:
+    """``<root>/<key[:16]>.lock``: the lock file of one run, beside its checkpoints.
+
+    ``root`` is the sweep's checkpoint root, default ``<out>/checkpoints``.
+    """
+    return (Path(root) if root is not None else Path(out_dir) / "checkpoints") / f"{key[:16]}.lock"
 
 
 @contextmanager
-def run_lock(out_dir: str | Path, key: str, timeout: float = 5.0) -> Iterator[Path]:
+def run_lock(out_dir: str | Path, key: str, timeout: float = 5.0,
+             root: str | Path | None = None) -> Iterator[Path]:
     """Hold the lock of run ``key`` while the ``with`` block trains it.
 
     The file is unlinked by the holder before it lets go. A process that opened the old
@@ -117,12 +121,14 @@ def run_lock(out_dir: str | Path, key: str, timeout: float = 5.0) -> Iterator[Pa
         key: the run key.
         timeout: seconds to wait for another holder (an orphan dies within about a second
             of its sweep; see :mod:`bnlab.sweep.execute`).
+        root: the sweep's checkpoint root (``--checkpoint-root``), default
+            ``<out>/checkpoints``.
 
     Raises:
         RunBusyError: if another process still holds the run after ``timeout`` seconds;
             the message names it.
     """
-    path = run_lock_path(out_dir, key)
+    path = run_lock_path(out_dir, key, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + max(0.0, timeout)
     while True:
