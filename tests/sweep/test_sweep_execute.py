@@ -223,7 +223,8 @@ def test_process_executor_matches_serial(tmp_path, reference):
 
 @pytest.mark.parametrize(
     "kw,match",
-    [({"executor": "dask"}, "valid executors: serial, process, packed, ray"), ({"workers": 0}, "workers"),
+    [({"executor": "dask"}, "valid executors: serial, process, packed, ray"),
+     ({"workers": 0}, "workers"),
      ({"executor": "process", "workers": 2, "run_fn": lambda s, c: None}, "module-level")],
     ids=["executor", "workers", "lambda"],
 )
