@@ -41,8 +41,6 @@ ATOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float32: 1e-4, torch.fl
 
 def _known_finding(name, dtype, layout, train, scale):
     """Findings left out of the property test; each has a strict xfail case below."""
-    if name == "bn_reference" and dtype == torch.float16:
-        return "bn_reference float16 backward overflow"
     if name in ("l1", "l2", "linf") and dtype == torch.float16 and scale >= 1e3 and train:
         return "lp norms square their scale in float16"
     if name == "ghost_bn" and dtype == torch.float16 and scale >= 1e3 and train:
@@ -186,14 +184,10 @@ def _extremes(dtype):
     return out
 
 
-_FP16_BACKWARD = ("bn_reference: the hand-written backward's (var + eps)^-3/2 overflows "
-                  "float16 on a channel of small variance")
 _GHOST_HALF = ("ghost_bn (fused, 88772be): the backward of a constant channel is NaN in "
                "float16/bfloat16 at large |x|; bn stays finite on the same input")
 _PAST_RANGE = "the variance of |x| ~ 1e30 overflows this dtype (no rescaling): NaN"
 KNOWN = {  # (norm, dtype, value id) -> why it is not finite yet (found by this table)
-    ("bn_reference", "float16", "tiny"): _FP16_BACKWARD,
-    ("bn_reference", "float16", "largest"): _FP16_BACKWARD,
     **{("ghost_bn", dt, v): _GHOST_HALF for dt, v in (("float16", "largest"),
                                                       ("bfloat16", "largest"),
                                                       ("bfloat16", "1e30"))},

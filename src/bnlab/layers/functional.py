@@ -37,6 +37,16 @@ def _per_channel(t: Tensor, x: Tensor) -> Tensor:
     return t.view(1, -1, *([1] * (x.dim() - 2)))
 
 
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    """The dtype statistics are computed in: float32 for float16/bfloat16, else ``dtype``.
+
+    PyTorch's own batch norm does the same ("opmath"): a half-precision variance, s² or
+    (var + eps)^(-3/2) overflows float16 from values of a few hundred on (65504 is its
+    largest value), and bfloat16 keeps 8 bits of mantissa.
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _update_running(running: Tensor | None, batch: Tensor, factor: float) -> None:
     """``running ← (1 − factor)·running + factor·batch`` (PyTorch's momentum convention)."""
     if running is not None and factor > 0.0:
@@ -99,6 +109,8 @@ def batch_norm_reference(
     ``momentum`` towards the batch mean and the unbiased variance :math:`\frac{m}{m-1}\sigma_B^2`
     (Algorithm 2). Eval uses the folded affine map of Algorithm 2:
     :math:`y = \frac{\gamma}{\sqrt{V + \epsilon}} x + (\beta - \frac{\gamma E}{\sqrt{V+\epsilon}})`.
+    float16 and bfloat16 inputs are trained in float32 (statistics, output and the §3
+    backward), with the output rounded to the input's dtype, as PyTorch's batch norm does.
 
     Args:
         x: input (N, C, *).
@@ -115,6 +127,16 @@ def batch_norm_reference(
     """
     weight = x.new_ones(x.shape[1]) if weight is None else weight
     bias = x.new_zeros(x.shape[1]) if bias is None else bias
+    if training and _opmath(x.dtype) != x.dtype:
+        # float16/bfloat16: Algorithm 1 and the §3 backward run in float32 (opmath), the
+        # result is rounded once; in float16 the backward's inv_std**3 overflows for any
+        # channel with σ² + eps < 6.6e-4 (e.g. a constant channel: eps^-3/2 = 3.2e7)
+        up = _opmath(x.dtype)
+        y = batch_norm_reference(
+            x.to(up), running_mean, running_var, weight.to(up), bias.to(up),
+            training, momentum, eps,
+        )  # fmt: skip
+        return y.to(x.dtype)
     if not training:
         scale = weight / torch.sqrt(running_var + eps)  # (C,)
         shift = bias - scale * running_mean
