@@ -41,8 +41,6 @@ ATOL = {torch.float16: 3e-2, torch.bfloat16: 1e-1, torch.float32: 1e-4, torch.fl
 
 def _known_finding(name, dtype, layout, train, scale):
     """Findings left out of the property test; each has a strict xfail case below."""
-    if name in ("l1", "l2", "linf") and dtype == torch.float16 and scale >= 1e3 and train:
-        return "lp norms square their scale in float16"
     if name == "ghost_bn" and dtype == torch.float16 and scale >= 1e3 and train:
         return "fused ghost_bn squares in float16 (see _GHOST_HALF)"
     return None
@@ -238,9 +236,8 @@ def test_ghost_bn_on_a_non_contiguous_input_equals_the_contiguous_result(dtype):
     torch.testing.assert_close(a, b)
 
 
-@pytest.mark.xfail(strict=True, reason="l1/l2/linf: s^2 is formed in the input dtype, which "
-                   "overflows float16 once the scale s passes 256, and the output becomes 0; "
-                   "computing the statistics in float32 (as torch's batch norm does) fixes it")
+# Found by this suite: l1/l2/linf formed s² in the input dtype, which overflows float16
+# once s passes 256, and the output became 0; the statistics are now float32 (opmath).
 @pytest.mark.parametrize("name", ["l1", "l2", "linf"])
 def test_lp_norms_in_float16_match_float32_for_values_near_a_thousand(name):
     gen = torch.Generator().manual_seed(0)

@@ -208,10 +208,15 @@ def _abs_max(z: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _lp_stats(x: Tensor, p: float, centered: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Batch mean and ℓp scale per channel, both (C,), and for p = ∞ the argmax of |z|."""
+    """Batch mean and ℓp scale per channel, both (C,), and for p = ∞ the argmax of |z|.
+
+    Mean and scale are in :func:`_opmath` (float32 for a float16/bfloat16 ``x``, which is
+    upcast once: s² and Σ|z|^p overflow float16 from s ~ 256 on).
+    """
     dims = reduce_dims(x)
     m = x.numel() // x.shape[1]
     with torch.no_grad():
+        x = x.to(_opmath(x.dtype))  # no copy for float32/float64
         if p == 2 and centered:  # s² is the biased variance: one stable pass, no x − μ
             var, mean = torch.var_mean(x, dims, correction=0)
             return mean, var.sqrt(), None
@@ -238,11 +243,13 @@ class _LpNormFn(torch.autograd.Function):
         centered: bool,
         eps: float,
     ) -> Tensor:
-        sq = scale * scale
+        sq = scale * scale  # in the statistics' dtype (float32 for half inputs)
         ctx.save_for_backward(x, weight, bias, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
-        # An eval-mode batch_norm is one fused pass of the per-channel affine map.
-        return F.batch_norm(x, mean, sq, weight, bias, False, 0.0, eps)
+        # An eval-mode batch_norm is one fused pass of the per-channel affine map; with
+        # float32 statistics of a half input it takes float32 γ, β (a mixed-type call).
+        w, b = (t if t is None else t.to(sq.dtype) for t in (weight, bias))
+        return F.batch_norm(x, mean, sq, w, b, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -261,8 +268,9 @@ class _LpNormFn(torch.autograd.Function):
         # into the memory that becomes dL/dx below (no extra full-size tensor).
         grad_x = torch.empty_like(x)
         gv, xv = _grouped.grouped(grad_out, 1), _grouped.grouped(x, 1)  # (1, N, C, R)
-        sum_g = gv.sum((1, 3))[0]  # (C,)
-        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3))[0]
+        acc = scale.dtype  # sums in the statistics' dtype (float32 for half inputs)
+        sum_g = gv.sum((1, 3), dtype=acc)[0]  # (C,)
+        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3), dtype=acc)[0]
         sum_gy = (sum_gx - mean * sum_g) / d
         gamma = weight if weight is not None else torch.ones_like(scale)
         a = gamma / d  # dL/dx through (x − μ) alone
@@ -272,13 +280,18 @@ class _LpNormFn(torch.autograd.Function):
             _linf_grad_x(grad_x, x, grad_out, a, const, k, mean, argmax, centered, m)
         else:
             _lp_grad_x(grad_x, x, grad_out, a, const, k, mean, scale, p, centered, m)
-        grad_w = sum_gy if ctx.needs_input_grad[1] else None
-        grad_b = sum_g if ctx.needs_input_grad[2] else None
+        grad_w = sum_gy.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = sum_g.to(bias.dtype) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 def _lp_normalized(x: Tensor, p: float, centered: bool, eps: float) -> Tensor:
-    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd)."""
+    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd).
+
+    Computed in :func:`_opmath` and rounded to ``x``'s dtype, as the fast path.
+    """
+    if _opmath(x.dtype) != x.dtype:
+        return _lp_normalized(x.to(_opmath(x.dtype)), p, centered, eps).to(x.dtype)
     dims = reduce_dims(x)
     mean = x.mean(dims, keepdim=True)
     z = x - mean if centered else x
@@ -311,7 +324,7 @@ def _linf_grad_x(
     if centered:  # minus the mean of the one-hot term over the channel
         const = const - k * sign / m
     torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x), out=out)
-    out.index_put_(index, k * sign, accumulate=True)
+    out.index_put_(index, (k * sign).to(out.dtype), accumulate=True)
 
 
 def _lp_grad_x(
