@@ -120,6 +120,29 @@ def test_ghost_hand_computed():
     torch.testing.assert_close(norm.running_var, torch.tensor([5.0], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_ghost_in_half_precision_matches_float64_on_a_constant_channel(dtype):
+    # Virtual batches of 4 (and a remainder of 2), channel 1 constant at 15: in half
+    # precision the old backward's Σg·x − μΣg kept its rounding error, times 1/eps, and
+    # the gradient was NaN. Reference: torch's float64 batch norm per virtual batch.
+    gen = torch.Generator().manual_seed(1)
+    x = ((torch.rand(10, 3, 4, generator=gen, dtype=torch.float64) * 2 - 1) * 15).to(dtype)
+    x[:, 1] = 15.0
+    g = torch.rand(10, 3, 4, generator=gen, dtype=torch.float64) * 2 - 1
+    norm = create_norm("ghost_bn", 3, virtual_batch_size=4, dtype=dtype)
+    xh = x.detach().requires_grad_()
+    y = norm(xh)
+    y.backward(g.to(dtype))
+    x64 = x.double().requires_grad_()
+    y64 = torch.cat([nn.functional.batch_norm(c, None, None, training=True, eps=norm.eps)
+                     for c in x64.split(4)])  # fmt: skip
+    y64.backward(g)
+    tol = {"atol": 3e-2, "rtol": 3e-2} if dtype == torch.float16 else {"atol": 1e-1, "rtol": 1e-1}
+    assert y.dtype == xh.grad.dtype == dtype
+    torch.testing.assert_close(y.double(), y64.detach(), **tol)
+    torch.testing.assert_close(xh.grad.double(), x64.grad, **tol)
+
+
 @pytest.mark.parametrize("n", [5, 32, 70], ids=["smaller_than_chunk", "one_chunk", "remainder"])
 def test_ghost_equals_bn_per_chunk(n):
     torch.manual_seed(2)

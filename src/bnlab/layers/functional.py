@@ -428,6 +428,8 @@ def ghost_batch_norm(
     holds the remainder; a batch no larger than one chunk is one chunk) and each chunk is
     batch-normalized on its own. The running buffers move once per call, towards the
     size-weighted average of the chunk means and of the chunk unbiased variances.
+    float16/bfloat16 inputs are normalized and backpropagated in float32 (one upcast, the
+    result rounded once), as PyTorch's batch norm computes half inputs.
 
     Args:
         x: input (N, C, *).
@@ -457,6 +459,14 @@ def ghost_batch_norm(
             "== 1); change the batch size or virtual_batch_size"
         )
     running = (running_mean, running_var) if running_mean is not None and momentum > 0 else None
+    up = _opmath(x.dtype)
+    if up != x.dtype:
+        # float16/bfloat16: the whole fused forward and backward run in float32 (opmath).
+        # In half precision the backward's Σg·x − μΣg keeps only its rounding error on a
+        # constant channel, and that error times σ⁻² = 1/eps overflows float16: NaN.
+        w, b = (t if t is None else t.to(up) for t in (weight, bias))
+        y = _GhostBatchNormFn.apply(x.to(up), w, b, virtual_batch_size, eps, running, momentum)
+        return y.to(x.dtype)
     return _GhostBatchNormFn.apply(x, weight, bias, virtual_batch_size, eps, running, momentum)
 
 
