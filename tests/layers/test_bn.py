@@ -95,3 +95,28 @@ def test_scale_invariance_and_inverse_gradient_scaling(name, scale):
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(grads[1][1], grads[0][1] / scale, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reference_in_half_precision_matches_float64_on_small_and_large_variance(dtype):
+    # A constant channel (σ² = 0: the §3 backward's (σ² + eps)^(-3/2) = 3.2e7 overflows
+    # float16) and a channel of std 150 (squares (x − μ)² up to ~2e5 > 65504): both need float32
+    # statistics. The reference: torch's float64 batch norm on the same rounded input.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 5, generator=gen, dtype=torch.float64)
+    x[:, 0] = 2.0
+    x[:, 2] = x[:, 2] * 150 + 100
+    x = x.to(dtype)
+    g = torch.randn(8, 3, 5, generator=gen, dtype=torch.float64)
+    norm = create_norm("bn_reference", 3, dtype=dtype)
+    xh = x.detach().requires_grad_()
+    y = norm(xh)
+    y.backward(g.to(dtype))
+    x64 = x.double().requires_grad_()
+    y64 = torch.nn.functional.batch_norm(x64, None, None, training=True, eps=norm.eps)
+    y64.backward(g)
+    assert y.dtype == dtype
+    tol = {"atol": 2e-2, "rtol": 2e-2} if dtype == torch.float16 else {"atol": 1e-1, "rtol": 1e-1}
+    torch.testing.assert_close(y.double(), y64, **tol)
+    torch.testing.assert_close(xh.grad.double(), x64.grad, **tol)
+    torch.testing.assert_close(norm.running_var.double(), 0.9 + 0.1 * x64.var((0, 2)), **tol)

@@ -45,6 +45,26 @@ def test_gn_matches_torch_with_affine():
     torch.testing.assert_close(ours(x), ref(x))
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("spatial", [(), (1,), (1, 1)], ids=["NC", "NCL", "NCHW"])
+@pytest.mark.parametrize("name,channels", [("ln", 1), ("gn", 3)])
+def test_one_value_per_group_gives_beta(name, channels, spatial, train):
+    # One sample, one value per group (ln on one channel, gn with a group per channel):
+    # x = μ, so y = β and dL/dx = 0. torch's F.group_norm raised "when training" here,
+    # in eval mode too.
+    shape = (1, channels, *spatial)
+    norm = create_norm(name, channels, dtype=torch.float64).train(train)
+    with torch.no_grad():
+        norm.bias.uniform_(-1, 1)
+    x = (torch.randn(*shape, dtype=torch.float64) * 5).requires_grad_()
+    y = norm(x)
+    beta = norm.bias.detach().view(1, channels, *spatial)
+    torch.testing.assert_close(_per_sample_reference(x.detach(), channels, 1e-5), 0 * x.detach())
+    torch.testing.assert_close(y.detach(), beta)
+    y.sum().backward()
+    assert (x.grad == 0).all()
+
+
 def test_gn_rejects_non_divisor():
     with pytest.raises(ValueError, match="num_groups must divide"):
         create_norm("gn", 6, num_groups=4)

@@ -58,6 +58,40 @@ def test_lp_closed_form_backward_matches_autograd(name, p, centered):
     torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("centered", [False, True], ids=["I1", "I2"])
+@pytest.mark.parametrize("name,p", [("l1", 1.0), ("l2", 2.0), ("linf", math.inf)])
+def test_lp_in_half_precision_matches_float64_for_values_near_a_thousand(name, p, centered, dtype):
+    # s ~ 1e3: s² (and for l2 Σz²) overflows float16 (65504); the old code formed them in
+    # the input dtype and returned 0. Output, dL/dx (fast and create_graph backward) and
+    # dL/dγ, dL/dβ against the float64 definition on the same rounded input.
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(8, 3, 5, generator=gen) * 1e3 + 1e3).to(dtype)
+    g = torch.randn(8, 3, 5, generator=gen)
+    norm = create_norm(name, 3, centered=centered, dtype=dtype)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    w64, b64 = (t.detach().double().requires_grad_() for t in (norm.weight, norm.bias))
+    x64 = x.double().requires_grad_()
+    y64 = _lp_autograd_reference(x64, p, centered, norm.eps) * w64.view(1, 3, 1) + b64.view(
+        1, 3, 1
+    )
+    ref = torch.autograd.grad(y64, (x64, w64, b64), g.double())
+    xh = x.detach().requires_grad_()
+    y = norm(xh)
+    tol = {"atol": 3e-2, "rtol": 3e-2} if dtype == torch.float16 else {"atol": 1e-1, "rtol": 1e-1}
+    torch.testing.assert_close(y.double(), y64.detach(), **tol)
+    for create_graph in (False, True):
+        grads = torch.autograd.grad(y, (xh, norm.weight, norm.bias), g.to(dtype),
+                                    retain_graph=True, create_graph=create_graph)  # fmt: skip
+        for ours, theirs in zip(grads, ref, strict=True):
+            assert ours.dtype == dtype
+            # dL/dx is O(1/s) = 1e-3: compare relative to its largest entry
+            scale = float(theirs.abs().max())
+            torch.testing.assert_close(ours.double() / scale, theirs / scale, **tol)
+
+
 def test_l2_centred_equals_bn():
     torch.manual_seed(1)
     x = torch.randn(6, 3, 5)
@@ -84,6 +118,29 @@ def test_ghost_hand_computed():
     torch.testing.assert_close(norm(x), expected)
     torch.testing.assert_close(norm.running_mean, torch.tensor([6.5], dtype=torch.float64))
     torch.testing.assert_close(norm.running_var, torch.tensor([5.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_ghost_in_half_precision_matches_float64_on_a_constant_channel(dtype):
+    # Virtual batches of 4 (and a remainder of 2), channel 1 constant at 15: in half
+    # precision the old backward's Σg·x − μΣg kept its rounding error, times 1/eps, and
+    # the gradient was NaN. Reference: torch's float64 batch norm per virtual batch.
+    gen = torch.Generator().manual_seed(1)
+    x = ((torch.rand(10, 3, 4, generator=gen, dtype=torch.float64) * 2 - 1) * 15).to(dtype)
+    x[:, 1] = 15.0
+    g = torch.rand(10, 3, 4, generator=gen, dtype=torch.float64) * 2 - 1
+    norm = create_norm("ghost_bn", 3, virtual_batch_size=4, dtype=dtype)
+    xh = x.detach().requires_grad_()
+    y = norm(xh)
+    y.backward(g.to(dtype))
+    x64 = x.double().requires_grad_()
+    y64 = torch.cat([nn.functional.batch_norm(c, None, None, training=True, eps=norm.eps)
+                     for c in x64.split(4)])  # fmt: skip
+    y64.backward(g)
+    tol = {"atol": 3e-2, "rtol": 3e-2} if dtype == torch.float16 else {"atol": 1e-1, "rtol": 1e-1}
+    assert y.dtype == xh.grad.dtype == dtype
+    torch.testing.assert_close(y.double(), y64.detach(), **tol)
+    torch.testing.assert_close(xh.grad.double(), x64.grad, **tol)
 
 
 @pytest.mark.parametrize("n", [5, 32, 70], ids=["smaller_than_chunk", "one_chunk", "remainder"])

@@ -37,6 +37,16 @@ def _per_channel(t: Tensor, x: Tensor) -> Tensor:
     return t.view(1, -1, *([1] * (x.dim() - 2)))
 
 
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    """The dtype statistics are computed in: float32 for float16/bfloat16, else ``dtype``.
+
+    PyTorch's own batch norm does the same ("opmath"): a half-precision variance, s² or
+    (var + eps)^(-3/2) overflows float16 from values of a few hundred on (65504 is its
+    largest value), and bfloat16 keeps 8 bits of mantissa.
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _update_running(running: Tensor | None, batch: Tensor, factor: float) -> None:
     """``running ← (1 − factor)·running + factor·batch`` (PyTorch's momentum convention)."""
     if running is not None and factor > 0.0:
@@ -99,6 +109,8 @@ def batch_norm_reference(
     ``momentum`` towards the batch mean and the unbiased variance :math:`\frac{m}{m-1}\sigma_B^2`
     (Algorithm 2). Eval uses the folded affine map of Algorithm 2:
     :math:`y = \frac{\gamma}{\sqrt{V + \epsilon}} x + (\beta - \frac{\gamma E}{\sqrt{V+\epsilon}})`.
+    float16 and bfloat16 inputs are trained in float32 (statistics, output and the §3
+    backward), with the output rounded to the input's dtype, as PyTorch's batch norm does.
 
     Args:
         x: input (N, C, *).
@@ -115,6 +127,16 @@ def batch_norm_reference(
     """
     weight = x.new_ones(x.shape[1]) if weight is None else weight
     bias = x.new_zeros(x.shape[1]) if bias is None else bias
+    if training and _opmath(x.dtype) != x.dtype:
+        # float16/bfloat16: Algorithm 1 and the §3 backward run in float32 (opmath), the
+        # result is rounded once; in float16 the backward's inv_std**3 overflows for any
+        # channel with σ² + eps < 6.6e-4 (e.g. a constant channel: eps^-3/2 = 3.2e7)
+        up = _opmath(x.dtype)
+        y = batch_norm_reference(
+            x.to(up), running_mean, running_var, weight.to(up), bias.to(up),
+            training, momentum, eps,
+        )  # fmt: skip
+        return y.to(x.dtype)
     if not training:
         scale = weight / torch.sqrt(running_var + eps)  # (C,)
         shift = bias - scale * running_mean
@@ -186,10 +208,15 @@ def _abs_max(z: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _lp_stats(x: Tensor, p: float, centered: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Batch mean and ℓp scale per channel, both (C,), and for p = ∞ the argmax of |z|."""
+    """Batch mean and ℓp scale per channel, both (C,), and for p = ∞ the argmax of |z|.
+
+    Mean and scale are in :func:`_opmath` (float32 for a float16/bfloat16 ``x``, which is
+    upcast once: s² and Σ|z|^p overflow float16 from s ~ 256 on).
+    """
     dims = reduce_dims(x)
     m = x.numel() // x.shape[1]
     with torch.no_grad():
+        x = x.to(_opmath(x.dtype))  # no copy for float32/float64
         if p == 2 and centered:  # s² is the biased variance: one stable pass, no x − μ
             var, mean = torch.var_mean(x, dims, correction=0)
             return mean, var.sqrt(), None
@@ -216,11 +243,13 @@ class _LpNormFn(torch.autograd.Function):
         centered: bool,
         eps: float,
     ) -> Tensor:
-        sq = scale * scale
+        sq = scale * scale  # in the statistics' dtype (float32 for half inputs)
         ctx.save_for_backward(x, weight, bias, mean, scale, argmax)
         ctx.p, ctx.centered, ctx.eps = p, centered, eps
-        # An eval-mode batch_norm is one fused pass of the per-channel affine map.
-        return F.batch_norm(x, mean, sq, weight, bias, False, 0.0, eps)
+        # An eval-mode batch_norm is one fused pass of the per-channel affine map; with
+        # float32 statistics of a half input it takes float32 γ, β (a mixed-type call).
+        w, b = (t if t is None else t.to(sq.dtype) for t in (weight, bias))
+        return F.batch_norm(x, mean, sq, w, b, False, 0.0, eps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -239,8 +268,9 @@ class _LpNormFn(torch.autograd.Function):
         # into the memory that becomes dL/dx below (no extra full-size tensor).
         grad_x = torch.empty_like(x)
         gv, xv = _grouped.grouped(grad_out, 1), _grouped.grouped(x, 1)  # (1, N, C, R)
-        sum_g = gv.sum((1, 3))[0]  # (C,)
-        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3))[0]
+        acc = scale.dtype  # sums in the statistics' dtype (float32 for half inputs)
+        sum_g = gv.sum((1, 3), dtype=acc)[0]  # (C,)
+        sum_gx = torch.mul(gv, xv, out=_grouped.grouped(grad_x, 1)).sum((1, 3), dtype=acc)[0]
         sum_gy = (sum_gx - mean * sum_g) / d
         gamma = weight if weight is not None else torch.ones_like(scale)
         a = gamma / d  # dL/dx through (x − μ) alone
@@ -250,13 +280,18 @@ class _LpNormFn(torch.autograd.Function):
             _linf_grad_x(grad_x, x, grad_out, a, const, k, mean, argmax, centered, m)
         else:
             _lp_grad_x(grad_x, x, grad_out, a, const, k, mean, scale, p, centered, m)
-        grad_w = sum_gy if ctx.needs_input_grad[1] else None
-        grad_b = sum_g if ctx.needs_input_grad[2] else None
+        grad_w = sum_gy.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = sum_g.to(bias.dtype) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
 
 
 def _lp_normalized(x: Tensor, p: float, centered: bool, eps: float) -> Tensor:
-    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd)."""
+    """(x − μ)/sqrt(s² + eps) with plain differentiable ops (the definition, for autograd).
+
+    Computed in :func:`_opmath` and rounded to ``x``'s dtype, as the fast path.
+    """
+    if _opmath(x.dtype) != x.dtype:
+        return _lp_normalized(x.to(_opmath(x.dtype)), p, centered, eps).to(x.dtype)
     dims = reduce_dims(x)
     mean = x.mean(dims, keepdim=True)
     z = x - mean if centered else x
@@ -289,7 +324,7 @@ def _linf_grad_x(
     if centered:  # minus the mean of the one-hot term over the channel
         const = const - k * sign / m
     torch.addcmul(_per_channel(const, x), grad_out, _per_channel(a, x), out=out)
-    out.index_put_(index, k * sign, accumulate=True)
+    out.index_put_(index, (k * sign).to(out.dtype), accumulate=True)
 
 
 def _lp_grad_x(
@@ -393,6 +428,8 @@ def ghost_batch_norm(
     holds the remainder; a batch no larger than one chunk is one chunk) and each chunk is
     batch-normalized on its own. The running buffers move once per call, towards the
     size-weighted average of the chunk means and of the chunk unbiased variances.
+    float16/bfloat16 inputs are normalized and backpropagated in float32 (one upcast, the
+    result rounded once), as PyTorch's batch norm computes half inputs.
 
     Args:
         x: input (N, C, *).
@@ -422,6 +459,14 @@ def ghost_batch_norm(
             "== 1); change the batch size or virtual_batch_size"
         )
     running = (running_mean, running_var) if running_mean is not None and momentum > 0 else None
+    up = _opmath(x.dtype)
+    if up != x.dtype:
+        # float16/bfloat16: the whole fused forward and backward run in float32 (opmath).
+        # In half precision the backward's Σg·x − μΣg keeps only its rounding error on a
+        # constant channel, and that error times σ⁻² = 1/eps overflows float16: NaN.
+        w, b = (t if t is None else t.to(up) for t in (weight, bias))
+        y = _GhostBatchNormFn.apply(x.to(up), w, b, virtual_batch_size, eps, running, momentum)
+        return y.to(x.dtype)
     return _GhostBatchNormFn.apply(x, weight, bias, virtual_batch_size, eps, running, momentum)
 
 

@@ -2,15 +2,18 @@
 
 Both take statistics per sample, so they have no running statistics and behave the same
 in train and eval mode; they accept the BN signature for drop-in use (``momentum`` and
-``track_running_stats`` are accepted and ignored). Both run on
-:func:`torch.nn.functional.group_norm`.
+``track_running_stats`` are accepted and ignored). Both run on ``torch.group_norm``, the
+op under :func:`torch.nn.functional.group_norm` without its batch-size check: that check
+raised "Expected more than 1 value per channel when training" (even in eval mode) when the
+whole batch held one value per group, though the per-sample result is defined: a group of
+one value has x = μ, so y = β.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor
 
 from bnlab.layers.base import NormBase
@@ -56,7 +59,9 @@ class GroupNorm(NormBase):
         batch_stats: bool, momentum: float,
     ) -> Tensor:  # fmt: skip
         del running_mean, running_var, batch_stats, momentum  # per-sample: no running stats
-        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        # one value per group is fine (y = β): no batch-size check, see the module docstring
+        cudnn = torch.backends.cudnn.enabled  # what F.group_norm passes
+        return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps, cudnn)
 
     def extra_repr(self) -> str:
         """C, ``num_groups``, ``eps`` and ``affine``."""

@@ -33,6 +33,13 @@ class LpNorm(NormBase):
     the scale, so only the centred variant is a pure shift-remover: ``absorbs_bias`` is
     ``centered``.
 
+    float16/bfloat16 inputs get float32 statistics (mean, s, s², the backward's sums), as
+    PyTorch's batch norm; only the output and the gradients are rounded to the input's
+    dtype. The running buffers keep the module's dtype: in float16 a running s² above
+    65504 (s > 256) is ``inf`` and eval mode then outputs β, exactly as a float16
+    ``torch.nn.BatchNorm2d`` does with its running variance; keep float32 buffers (or
+    autocast) for such activations.
+
     Args:
         num_features: C. The BN signature follows (see :class:`NormBase`).
         p: the norm order, ≥ 1 or ``math.inf``.
