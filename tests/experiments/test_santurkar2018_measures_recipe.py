@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,12 @@ def test_recipe_grids_are_the_papers_learning_rates_and_eta_ranges():
         lo, hi = min(part["multipliers"][0]), max(part["multipliers"][0])
         assert (lo, hi) == ((0.5, 4.0) if part["net"] == ("vgg",) else (0.01, 30.0))
         assert part["norm"] == ("none", "bn", "l1", "l2", "linf")
-    # landscape's runs are lp_landscape's Standard and BN runs: the same configs.
-    assert landscape.PRESETS["quick"].config == lp_landscape.PRESETS["quick"].config
+    # At paper scale landscape's runs are lp_landscape's Standard and BN runs (the same
+    # configs); at quick scale lp_landscape trains VGG for 300 steps only (its runtime).
+    assert landscape.PRESETS["paper"].config == lp_landscape.PRESETS["paper"].config
+    quick_lp = lp_landscape.PRESETS["quick"].config
+    assert quick_lp.steps == 300
+    assert replace(landscape.PRESETS["quick"].config, steps=300) == quick_lp
 
 
 def test_builds_schedule_the_figures_probes():
