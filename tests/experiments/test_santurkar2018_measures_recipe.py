@@ -97,11 +97,12 @@ def test_recipe_grids_are_the_papers_learning_rates_and_eta_ranges():
         assert (lo, hi) == ((0.5, 4.0) if part["net"] == ("vgg",) else (0.01, 30.0))
         assert part["norm"] == ("none", "bn", "l1", "l2", "linf")
     # At paper scale landscape's runs are lp_landscape's Standard and BN runs (the same
-    # configs); at quick scale lp_landscape trains VGG for 300 steps only (its runtime).
+    # configs); at quick scale lp_landscape trains VGG for 300 steps probed every 50 (its
+    # runtime).
     assert landscape.PRESETS["paper"].config == lp_landscape.PRESETS["paper"].config
     quick_lp = lp_landscape.PRESETS["quick"].config
     assert quick_lp.steps == 300
-    assert replace(landscape.PRESETS["quick"].config, steps=300) == quick_lp
+    assert replace(landscape.PRESETS["quick"].config, steps=300, landscape_every=50) == quick_lp
 
 
 def test_builds_schedule_the_figures_probes():

@@ -164,7 +164,7 @@ LP_LANDSCAPE = register_card(Card(
     summary=("Standard, +BN, +ℓ1, +ℓ2, +ℓ∞ (implementation I1): the DLN's training loss "
              "(Fig. 5b) and the landscape metrics of Figs. 4 and 10 on VGG and the DLN"),
     dataset="cifar10",
-    data_paper=_DATA_PAPER + _quick(300, 25, "the landscape probe", 2_000, 100),
+    data_paper=_DATA_PAPER + _quick(300, 50, "the landscape probe", 2_000, 100),
     data_mnist1d=_DATA_MNIST1D + " Quick: VGG 150 steps, the DLN 300 steps.",
     stored=_LANDSCAPE,
     figures=("santurkar_fig5b", "santurkar_fig12", "santurkar_fig13"),
