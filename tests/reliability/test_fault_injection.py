@@ -159,14 +159,22 @@ def _started_runs(db: Path) -> list[tuple[str, str | None]]:
         con.close()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_ctrl_c_stops_promptly_and_no_queued_run_starts(executor, tmp_path, cache, long_run):
     if executor == "serial":
         _long_only(long_run, "the serial variant (tests/sweep covers it in process)")
     out, pids = tmp_path / "out", tmp_path / "pids"
     cmd = [sys.executable, "-m", "bnlab", *_args(out, executor), "--set", "steps=600"]
+    # A foreground job's SIGINT disposition: a suite started in the background (nohup, `&`
+    # without job control) runs with SIGINT ignored, which children would inherit, and a
+    # process that starts with SIGINT ignored rightly keeps ignoring Ctrl-C.
     proc = subprocess.Popen(cmd, env=env_for(cache, pids=pids), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(out.glob("checkpoints/*/latest.json"))) < (
             2 if executor == "process" else 1):
