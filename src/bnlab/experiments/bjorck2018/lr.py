@@ -35,7 +35,8 @@ Scales (6 conditions × 3 seeds):
   the scale where anything fits its training set, so claim c16 is ``inconclusive`` there
   by design. Measured on a 2-core machine shared with other jobs (load average ≈ 20):
   54 min wall on CIFAR-10 with ``--executor process --workers 2``, but 923 s of CPU, i.e.
-  ≈ 8 minutes on 2 quiet cores. MNIST-1D (no augmentation): 75 s of CPU in all.
+  ≈ 8 minutes on 2 quiet cores; re-measured on a quiet 2-core machine: 6 min 56 s wall
+  (774 s user + 41 s system CPU). MNIST-1D (no augmentation): 75 s of CPU in all.
 * ``paper``: ResNet-110 on all 50k/10k images, as above.
 """
 
