@@ -177,9 +177,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (args.out / DB_NAME).is_file():
         raise UserError(f"no results in {args.out} (no {DB_NAME}); run `bnlab run RECIPE "
                         f"--out {args.out}` first or pass the right --out")
+    also = args.also or []
+    for extra in also:
+        if not (extra / DB_NAME).is_file():
+            raise UserError(f"--also {extra}: no {DB_NAME} there; pass a folder that holds "
+                            "a bnlab store")
+    if also and not args.summary:
+        raise UserError("--also applies to --summary (one verdict table from several "
+                        "stores); add --summary or drop --also")
     if args.summary:
-        with Store(args.out) as store:
-            print(verdict_table(store), end="")
+        stores = [Store(args.out), *(Store(extra) for extra in also)]
+        try:
+            print(verdict_table(*stores), end="")
+        finally:
+            for store in stores:
+                store.close()
         return 0
     print(f"report: {write_report(args.out)}")
     return 0
@@ -299,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("bnlab_out"))
     report.add_argument("--summary", action="store_true",
                         help="print the verdict table as Markdown instead (for the README)")
+    report.add_argument("--also", type=Path, action="append", metavar="DIR",
+                        help="with --summary: more stores to judge claims on (repeatable); "
+                        "a claim's row comes from the first store that measured it")
     report.set_defaults(func=_cmd_report)
 
     status = sub.add_parser("status", help="runs by status, failures with their first error line")

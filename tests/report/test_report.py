@@ -114,3 +114,29 @@ def test_verdict_table_is_generated_from_the_store(report_dir, capsys):
             (row,) = [r for r in rows if r.startswith(f"| {cid} |")]
             assert f"**{evaluate(get_claim(cid), store).status}**" in row
             assert "quick, mnist1d" in row
+
+
+def test_verdict_table_from_several_stores_takes_each_row_once(report_dir, tmp_path, capsys):
+    from bnlab.cli import main
+
+    def table(*argv: str) -> list[str]:
+        assert main(["report", "--summary", *argv]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    alone = table("--out", str(report_dir))
+    Store(tmp_path / "empty").close()  # a store with no runs
+    empty = str(tmp_path / "empty")
+    assert table("--out", str(report_dir), "--also", str(report_dir)) == alone
+    assert table("--out", str(report_dir), "--also", empty) == alone
+    assert table("--out", empty, "--also", str(report_dir)) == alone  # the empty one defers
+
+
+def test_also_needs_summary_and_a_store(report_dir, tmp_path, capsys):
+    from bnlab.cli import main
+
+    assert main(["report", "--out", str(report_dir), "--also", str(report_dir)]) == 2
+    assert "--also applies to --summary" in capsys.readouterr().err
+    assert main(["report", "--summary", "--out", str(report_dir), "--also",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--also" in err and len(err.strip().splitlines()) == 1
