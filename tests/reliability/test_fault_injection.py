@@ -114,7 +114,13 @@ def test_full_disk_is_one_clear_message_and_a_rerun_completes(
     """RLIMIT_FSIZE in the child: every write past the limit fails as on a full disk."""
     if executor == "process":
         _long_only(long_run, "the pool variant")
-    limits = (60_000, 150_000, 400_000) if long_run else (150_000,)
+    # Limits below the largest file an uninterrupted sweep writes (the database or its WAL),
+    # so that each one is reached: fixed byte counts go stale as the store's layout changes.
+    free = bnlab(_args(tmp_path / "unlimited", executor), env_for(cache))
+    assert free.returncode == 0, free.stderr
+    largest = max(f.stat().st_size for f in (tmp_path / "unlimited").rglob("*") if f.is_file())
+    fractions = (0.25, 0.6, 0.85) if long_run else (0.6,)
+    limits = [int(largest * f) for f in fractions]
     for limit in limits:
         out = tmp_path / f"limit-{limit}"
         res = bnlab(_args(out, executor), env_for(cache), preexec_fn=_limit_file_size(limit))
