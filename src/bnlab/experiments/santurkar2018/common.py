@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ from bnlab.models import create_model, norm_sites
 from bnlab.probes import ActivationStatsProbe, Probe, Schedule
 from bnlab.probes._state import bn_mode, no_trace
 from bnlab.recipes.santurkar2018.common import TEST_ACC, TEST_N, TRAIN_ACC, TRAIN_ACC_EVAL
+from bnlab.recipes.santurkar2018.vgg import PERCENTILES
 from bnlab.sweep.config import ConfigError, NonNegInt, PosFloat, PosInt
 from bnlab.train import SGD, build_optimizer
 
@@ -296,3 +297,20 @@ def site_probe(layers: tuple[int, ...], units: dict[int, list[int]], *, bins: in
     return ActivationStatsProbe(list(layers), units, where="post", bn_mode="train",
                                 bins=bins, schedule=schedule, prefix=prefix,
                                 percentiles=percentiles)
+
+
+class HistogramFields(Protocol):
+    """The config fields of a recipe that stores histograms over time (Figs. 1, 2, 6)."""
+
+    hist_layers: tuple[int, ...]
+    hist_units: int
+    hist_bins: int
+    hist_every: int
+
+
+def histogram_probe(cfg: HistogramFields, model: nn.Module, env: RunEnv) -> ActivationStatsProbe:
+    """The ``act/`` histograms and percentiles of ``cfg.hist_units`` sampled units per layer."""
+    units = sampled_units(model, cfg.hist_layers, cfg.hist_units, env)
+    return site_probe(cfg.hist_layers, units, bins=cfg.hist_bins,
+                      schedule=Schedule(every=cfg.hist_every), prefix="act",
+                      percentiles=PERCENTILES)

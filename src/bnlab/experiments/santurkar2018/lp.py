@@ -35,13 +35,11 @@ from bnlab.experiments.santurkar2018.common import (
     LP_NORMS,
     VggConfig,
     build_model,
+    histogram_probe,
     load_data,
-    sampled_units,
-    site_probe,
     vgg_training,
 )
-from bnlab.probes import Schedule
-from bnlab.recipes.santurkar2018.vgg import FIG6_LAYERS, LP, PERCENTILES
+from bnlab.recipes.santurkar2018.vgg import FIG6_LAYERS, LP
 from bnlab.sweep.config import PosInt
 
 __all__ = ["GRID", "PAPER", "PRESETS", "QUICK", "QUICK_RUNTIME", "RECIPE", "SMOKE",
@@ -79,11 +77,7 @@ PRESETS = {"paper": Preset(PAPER, GRID), "quick": Preset(QUICK, GRID),
 def build(cfg: LpConfig, env: RunEnv) -> Training:
     """VGG with the run's norm (ℓp in I1 or I2), plain SGD, accuracies, Fig. 6 histograms."""
     run = build_model(cfg, env, load_data(cfg, env))
-    units = sampled_units(run.model, cfg.hist_layers, cfg.hist_units, env)
-    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins,
-                       schedule=Schedule(every=cfg.hist_every),
-                       prefix="act", percentiles=PERCENTILES)
-    return vgg_training(cfg, env, run, [probe])
+    return vgg_training(cfg, env, run, [histogram_probe(cfg, run.model, env)])
 
 
 RECIPE = register_recipe(Recipe(LP, PRESETS, build))

@@ -36,13 +36,14 @@ from bnlab.experiments.recipe import Preset, Recipe, register_recipe
 from bnlab.experiments.santurkar2018.common import (
     VggConfig,
     build_model,
+    histogram_probe,
     load_data,
     sampled_units,
     site_probe,
     vgg_training,
 )
 from bnlab.probes import Schedule
-from bnlab.recipes.santurkar2018.vgg import FIG2_LAYERS, NOISE, PERCENTILES
+from bnlab.recipes.santurkar2018.vgg import FIG2_LAYERS, NOISE
 from bnlab.sweep.config import PosInt
 
 __all__ = ["PAPER", "PRESETS", "QUICK", "QUICK_RUNTIME", "RECIPE", "SMOKE", "NoiseConfig",
@@ -83,9 +84,7 @@ def build(cfg: NoiseConfig, env: RunEnv) -> Training:
     """VGG with the run's norm, plain SGD, accuracies, histograms and the moment track."""
     run = build_model(cfg, env, load_data(cfg, env))
     layers = cfg.hist_layers
-    hist = site_probe(layers, sampled_units(run.model, layers, cfg.hist_units, env),
-                      bins=cfg.hist_bins, schedule=Schedule(every=cfg.hist_every), prefix="act",
-                      percentiles=PERCENTILES)
+    hist = histogram_probe(cfg, run.model, env)
     moments = site_probe(layers, sampled_units(run.model, layers, cfg.drift_units, env, tag=1),
                          bins=1, schedule=Schedule(every=cfg.drift_every), prefix="moments",
                          percentiles=(50,))

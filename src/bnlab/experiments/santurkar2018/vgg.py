@@ -38,13 +38,11 @@ from bnlab.experiments.recipe import Preset, Recipe, register_recipe
 from bnlab.experiments.santurkar2018.common import (
     VggConfig,
     build_model,
+    histogram_probe,
     load_data,
-    sampled_units,
-    site_probe,
     vgg_training,
 )
-from bnlab.probes import Schedule
-from bnlab.recipes.santurkar2018.vgg import FIG1_LAYERS, PERCENTILES, VGG
+from bnlab.recipes.santurkar2018.vgg import FIG1_LAYERS, VGG
 from bnlab.sweep.config import PosInt
 
 __all__ = ["PAPER", "PRESETS", "QUICK", "QUICK_RUNTIME", "RECIPE", "SMOKE", "Fig1Config",
@@ -81,11 +79,7 @@ PRESETS = {"paper": Preset(PAPER, GRID), "quick": Preset(QUICK, GRID),
 def build(cfg: Fig1Config, env: RunEnv) -> Training:
     """VGG with or without BN, plain SGD, accuracies and the Fig. 1c histograms."""
     run = build_model(cfg, env, load_data(cfg, env))
-    units = sampled_units(run.model, cfg.hist_layers, cfg.hist_units, env)
-    probe = site_probe(cfg.hist_layers, units, bins=cfg.hist_bins,
-                       schedule=Schedule(every=cfg.hist_every),
-                       prefix="act", percentiles=PERCENTILES)
-    return vgg_training(cfg, env, run, [probe])
+    return vgg_training(cfg, env, run, [histogram_probe(cfg, run.model, env)])
 
 
 RECIPE = register_recipe(Recipe(VGG, PRESETS, build))
